@@ -1,0 +1,3 @@
+DROP TABLE IF EXISTS outbox;
+DROP TABLE IF EXISTS inventory_logs;
+DROP TABLE IF EXISTS inventories;

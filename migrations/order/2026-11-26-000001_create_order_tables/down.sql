@@ -1,0 +1,5 @@
+DROP TABLE IF EXISTS outbox;
+DROP TABLE IF EXISTS processed_events;
+DROP TABLE IF EXISTS saga_events;
+DROP TABLE IF EXISTS saga_states;
+DROP TABLE IF EXISTS orders;

@@ -1,0 +1,28 @@
+CREATE TABLE payments (
+  id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  order_id CHAR(36) NOT NULL,
+  saga_id CHAR(36) NOT NULL,
+  amount DECIMAL(12,2) NOT NULL,
+  status VARCHAR(16) NOT NULL,
+  tx_id CHAR(36) NULL,
+  reason VARCHAR(255) NULL,
+  created_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  UNIQUE KEY uq_payments_order (order_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+CREATE TABLE processed_events (
+  message_id CHAR(36) NOT NULL PRIMARY KEY,
+  processed_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+CREATE TABLE outbox (
+  message_id CHAR(36) NOT NULL PRIMARY KEY,
+  exchange VARCHAR(64) NOT NULL,
+  routing_key VARCHAR(64) NOT NULL,
+  payload TEXT NOT NULL,
+  trace_id VARCHAR(64) NOT NULL,
+  saga_id CHAR(36) NOT NULL,
+  created_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  attempts INT NOT NULL DEFAULT 0,
+  KEY idx_outbox_created (created_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

@@ -1,0 +1,24 @@
+//! `dop migrate [--role R]`: create missing databases and apply pending
+//! migrations. Safe to run again and from several places at once.
+
+use std::{path::Path, process::ExitCode};
+
+use super::RoleArg;
+use crate::{config::Config, db};
+
+#[derive(clap::Args, Debug)]
+pub struct Opts {
+    /// Only this role's database (default: all three).
+    #[arg(long, value_enum, default_value = "all")]
+    pub role: RoleArg,
+}
+
+pub async fn run(opts: Opts, config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(config, opts.role.single())?;
+    for role in opts.role.roles() {
+        let url = cfg.db(role).database_url.clone();
+        let n = db::migrate::migrate(role, url.expose()).await?;
+        println!("{role}: {n} migration(s) applied ({})", url.redacted());
+    }
+    Ok(ExitCode::SUCCESS)
+}

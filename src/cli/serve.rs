@@ -1,0 +1,70 @@
+//! `dop serve --role R`: run one role, or all three in one process, until
+//! SIGTERM or SIGINT; then shut down gracefully.
+
+use std::{path::Path, process::ExitCode, sync::Arc};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use super::RoleArg;
+use crate::{app::RunningRole, config::Config, observability::logging};
+
+#[derive(clap::Args, Debug)]
+pub struct Opts {
+    /// order, inventory, payment, or all.
+    #[arg(long, value_enum)]
+    pub role: RoleArg,
+}
+
+pub async fn run(
+    opts: Opts,
+    config: Option<&Path>,
+    log_format: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(config, opts.role.single())?;
+    logging::init(log_format.as_deref().unwrap_or(&cfg.log_format));
+    let cfg = Arc::new(cfg);
+    let mut running = Vec::new();
+    for role in opts.role.roles() {
+        let port = cfg.db(role).port;
+        let listener = TcpListener::bind(("0.0.0.0", port))
+            .await
+            .with_context(|| {
+                format!("Failed to listen on port {port} for the {role} role (order.port etc.)")
+            })?;
+        running.push(RunningRole::start(role, cfg.clone(), listener).await?);
+    }
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    futures_join(running).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn futures_join(running: Vec<RunningRole>) {
+    let mut set = tokio::task::JoinSet::new();
+    for r in running {
+        set.spawn(r.shutdown());
+    }
+    while set.join_next().await.is_some() {}
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

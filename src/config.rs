@@ -1,0 +1,542 @@
+//! Layered configuration: built-in defaults, `config/dop.toml`, the `--config`
+//! file, `DOP_*` environment variables, then the original Go system's
+//! variables. Secrets are wrapped so they never print.
+
+use std::{fmt, path::Path, time::Duration};
+
+use anyhow::{bail, Context};
+use figment::{
+    providers::{Env, Format, Serialized, Toml},
+    Figment,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::roles::Role;
+
+/// A value that must never reach a log line or `dop config` in clear.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself; call only where it is handed to a client library.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"[redacted]\"")
+    }
+}
+
+/// A connection URL whose password is redacted when shown.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// The URL with its password replaced, safe for logs and `dop config`.
+    pub fn redacted(&self) -> String {
+        match url::Url::parse(&self.0) {
+            Ok(mut u) => {
+                if u.password().is_some() {
+                    let _ = u.set_password(Some("[redacted]"));
+                }
+                u.to_string()
+            }
+            Err(_) => "[unparsable url]".to_string(),
+        }
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Config {
+    /// `json`, `pretty`, or `auto` (JSON unless stdout is a terminal).
+    pub log_format: String,
+    /// Apply pending migrations when `serve` starts.
+    pub migrate_on_start: bool,
+    pub order: OrderConfig,
+    pub inventory: InventoryConfig,
+    pub payment: PaymentConfig,
+    pub rabbitmq: RabbitConfig,
+    pub retry: RetryConfig,
+    pub recovery: RecoveryConfig,
+    pub outbox: OutboxConfig,
+    pub admin: AdminConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+/// What every role has: its port and its database.
+#[derive(Clone, Debug)]
+pub struct DbRole {
+    pub port: u16,
+    pub database_url: SecretUrl,
+    pub pool_size: usize,
+    pub pool_timeout: Duration,
+}
+
+// Each role's section repeats the database keys rather than flattening a
+// shared struct: figment loses the key name of an error inside a flattened
+// struct ("order: invalid value" instead of "order.port: ...").
+macro_rules! role_section {
+    ($(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Debug, Deserialize, Serialize)]
+        pub struct $name {
+            pub port: u16,
+            pub database_url: SecretUrl,
+            pub pool_size: usize,
+            /// How long a request waits for a pooled connection before 503.
+            #[serde(with = "humantime_serde")]
+            pub pool_timeout: Duration,
+            $($(#[$fm])* pub $field: $ty,)*
+        }
+        impl $name {
+            pub fn db(&self) -> DbRole {
+                DbRole {
+                    port: self.port,
+                    database_url: self.database_url.clone(),
+                    pool_size: self.pool_size,
+                    pool_timeout: self.pool_timeout,
+                }
+            }
+        }
+    };
+}
+
+role_section!(OrderConfig {});
+
+role_section!(InventoryConfig {
+    /// Attempts at a reserve that hits a transient database error
+    /// (deadlock, lock wait timeout) before the reserve is rejected.
+    reserve_max_retries: u32,
+});
+
+role_section!(PaymentConfig {
+    /// Share of payments declined, 0.0 to 1.0.
+    failure_rate: f64,
+});
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct RabbitConfig {
+    pub url: SecretUrl,
+    /// Deliveries in flight per consumer.
+    pub prefetch: u16,
+    /// How long a publish waits for its confirm.
+    #[serde(with = "humantime_serde")]
+    pub confirm_timeout: Duration,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct RetryConfig {
+    pub max_attempts: u32,
+    /// TTL of the `Q.retry` queues.
+    #[serde(with = "humantime_serde")]
+    pub delay: Duration,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct RecoveryConfig {
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub stuck_after: Duration,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct OutboxConfig {
+    /// How often the sweeper looks for rows left behind (crash, broker down).
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// Rows younger than this are left to the relay's fast path.
+    #[serde(with = "humantime_serde")]
+    pub sweep_after: Duration,
+    pub batch_size: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct AdminConfig {
+    /// Bearer token for operator write actions; when empty they are refused.
+    pub token: Secret,
+    /// Where `dop admin sagas` finds the order role.
+    pub url: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct ShutdownConfig {
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+}
+
+fn default_url(db: &str) -> SecretUrl {
+    SecretUrl::new(format!("mysql://root@127.0.0.1:3306/{db}"))
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            log_format: "auto".into(),
+            migrate_on_start: true,
+            order: OrderConfig {
+                port: 8081,
+                database_url: default_url("orders_db"),
+                pool_size: 32,
+                pool_timeout: Duration::from_secs(5),
+            },
+            inventory: InventoryConfig {
+                port: 8082,
+                database_url: default_url("inventory_db"),
+                pool_size: 32,
+                pool_timeout: Duration::from_secs(5),
+                reserve_max_retries: 50,
+            },
+            payment: PaymentConfig {
+                port: 8083,
+                database_url: default_url("payments_db"),
+                pool_size: 32,
+                pool_timeout: Duration::from_secs(5),
+                failure_rate: 0.0,
+            },
+            rabbitmq: RabbitConfig {
+                url: SecretUrl::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
+                prefetch: 200,
+                confirm_timeout: Duration::from_secs(10),
+            },
+            retry: RetryConfig {
+                max_attempts: 5,
+                delay: Duration::from_secs(1),
+            },
+            recovery: RecoveryConfig {
+                interval: Duration::from_secs(30),
+                stuck_after: Duration::from_secs(30),
+            },
+            outbox: OutboxConfig {
+                sweep_interval: Duration::from_secs(2),
+                sweep_after: Duration::from_secs(3),
+                batch_size: 500,
+            },
+            admin: AdminConfig {
+                token: Secret::default(),
+                url: "http://127.0.0.1:8081".into(),
+            },
+            shutdown: ShutdownConfig {
+                grace: Duration::from_secs(20),
+            },
+        }
+    }
+}
+
+/// Where a configuration comes from: the process environment in production,
+/// a map in tests.
+pub trait EnvSource {
+    fn var(&self, key: &str) -> Option<String>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl EnvSource for ProcessEnv {
+    fn var(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Config {
+    /// Loads the layers in order; `role` decides which database `DB_NAME` names.
+    pub fn load(file: Option<&Path>, role: Option<Role>) -> anyhow::Result<Self> {
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("DOP_CONFIG").map(Into::into));
+        let mut fig = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file("config/dop.toml"));
+        if let Some(path) = &file {
+            if !path.exists() {
+                bail!("config file {} does not exist", path.display());
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig.merge(Env::prefixed("DOP_").split("__").ignore(&["config"]));
+        Self::finish(fig, &ProcessEnv, role)
+    }
+
+    /// Applies the original system's variables, extracts and validates.
+    pub fn finish(fig: Figment, env: &dyn EnvSource, role: Option<Role>) -> anyhow::Result<Self> {
+        let fig = legacy_layer(fig, env, role)?;
+        let cfg: Config = fig.extract().map_err(|e| {
+            let key = e.path.join(".");
+            anyhow::anyhow!("invalid configuration: {key}: {}", e.kind)
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if !(0.0..=1.0).contains(&self.payment.failure_rate) {
+            bail!(
+                "invalid configuration: payment.failure_rate (PAYMENT_FAILURE_RATE): {} is not between 0.0 and 1.0",
+                self.payment.failure_rate
+            );
+        }
+        for role in Role::ALL {
+            let key = role.as_str();
+            let db = self.db(role);
+            let url = url::Url::parse(db.database_url.expose())
+                .map_err(|e| anyhow::anyhow!("invalid configuration: {key}.database_url: {e}"))?;
+            if url.scheme() != "mysql" {
+                bail!("invalid configuration: {key}.database_url: scheme must be mysql://");
+            }
+            if url.path().trim_start_matches('/').is_empty() {
+                bail!("invalid configuration: {key}.database_url: no database name in the URL");
+            }
+            if db.pool_size == 0 {
+                bail!("invalid configuration: {key}.pool_size must be at least 1");
+            }
+        }
+        crate::messaging::broker::connection_args(&self.rabbitmq.url)
+            .map_err(|e| anyhow::anyhow!("invalid configuration: rabbitmq.url: {e}"))?;
+        if self.rabbitmq.prefetch == 0 {
+            bail!("invalid configuration: rabbitmq.prefetch must be at least 1");
+        }
+        if self.retry.max_attempts == 0 {
+            bail!("invalid configuration: retry.max_attempts must be at least 1");
+        }
+        if !matches!(self.log_format.as_str(), "auto" | "json" | "pretty") {
+            bail!("invalid configuration: log_format must be auto, json or pretty");
+        }
+        Ok(())
+    }
+
+    pub fn db(&self, role: Role) -> DbRole {
+        match role {
+            Role::Order => self.order.db(),
+            Role::Inventory => self.inventory.db(),
+            Role::Payment => self.payment.db(),
+        }
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn redacted_toml(&self) -> anyhow::Result<String> {
+        let mut shown = self.clone();
+        for url in [
+            &mut shown.order.database_url,
+            &mut shown.inventory.database_url,
+            &mut shown.payment.database_url,
+        ] {
+            *url = SecretUrl::new(url.redacted());
+        }
+        shown.rabbitmq.url = SecretUrl::new(shown.rabbitmq.url.redacted());
+        if !shown.admin.token.is_empty() {
+            shown.admin.token = Secret::new("[redacted]");
+        }
+        toml::to_string_pretty(&shown).context("Failed to render the configuration")
+    }
+}
+
+/// The original Go system's environment variables, applied last.
+fn legacy_layer(
+    mut fig: Figment,
+    env: &dyn EnvSource,
+    role: Option<Role>,
+) -> anyhow::Result<Figment> {
+    fn parsed<T: std::str::FromStr>(
+        env: &dyn EnvSource,
+        var: &str,
+        key: &str,
+    ) -> anyhow::Result<Option<T>>
+    where
+        T::Err: fmt::Display,
+    {
+        match env.var(var) {
+            None => Ok(None),
+            Some(v) => v
+                .trim()
+                .parse::<T>()
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("invalid configuration: {key} ({var}={v:?}): {e}")),
+        }
+    }
+    if let Some(rate) = parsed::<f64>(env, "PAYMENT_FAILURE_RATE", "payment.failure_rate")? {
+        fig = fig.merge(Serialized::default("payment.failure_rate", rate));
+    }
+    if let Some(n) = parsed::<u32>(
+        env,
+        "INVENTORY_RESERVE_MAX_RETRIES",
+        "inventory.reserve_max_retries",
+    )? {
+        fig = fig.merge(Serialized::default("inventory.reserve_max_retries", n));
+    }
+    if let Some(url) = env.var("RABBITMQ_URL") {
+        fig = fig.merge(Serialized::default("rabbitmq.url", url));
+    }
+    for (var, key) in [
+        ("ORDER_PORT", "order.port"),
+        ("INVENTORY_PORT", "inventory.port"),
+        ("PAYMENT_PORT", "payment.port"),
+    ] {
+        if let Some(port) = parsed::<u16>(env, var, key)? {
+            fig = fig.merge(Serialized::default(key, port));
+        }
+    }
+    let host = env.var("DB_HOST");
+    let port = parsed::<u16>(env, "DB_PORT", "DB_PORT")?;
+    let user = env.var("DB_USER");
+    let pass = env.var("DB_PASS");
+    let name = env.var("DB_NAME");
+    if host.is_some() || port.is_some() || user.is_some() || pass.is_some() || name.is_some() {
+        // DB_* describe one server; DB_NAME names the database of the one
+        // role being served (as each original binary had its own).
+        let current: Config = fig.extract().map_err(|e| {
+            anyhow::anyhow!("invalid configuration: {}: {}", e.path.join("."), e.kind)
+        })?;
+        for r in Role::ALL {
+            let mut url = url::Url::parse(current.db(r).database_url.expose()).map_err(|e| {
+                anyhow::anyhow!("invalid configuration: {}.database_url: {e}", r.as_str())
+            })?;
+            let bad = |what: &str| {
+                anyhow::anyhow!("invalid configuration: {what} cannot be used in a URL")
+            };
+            if let Some(h) = &host {
+                url.set_host(Some(h)).map_err(|_| bad("DB_HOST"))?;
+            }
+            if let Some(p) = port {
+                url.set_port(Some(p)).map_err(|_| bad("DB_PORT"))?;
+            }
+            if let Some(u) = &user {
+                url.set_username(u).map_err(|_| bad("DB_USER"))?;
+            }
+            if let Some(p) = &pass {
+                url.set_password(Some(p)).map_err(|_| bad("DB_PASS"))?;
+            }
+            if let (Some(n), Some(only)) = (&name, role) {
+                if only == r {
+                    url.set_path(&format!("/{n}"));
+                }
+            }
+            fig = fig.merge(Serialized::default(
+                &format!("{}.database_url", r.as_str()),
+                url.to_string(),
+            ));
+        }
+    }
+    Ok(fig)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct MapEnv(HashMap<&'static str, &'static str>);
+    impl EnvSource for MapEnv {
+        fn var(&self, key: &str) -> Option<String> {
+            self.0.get(key).map(|v| v.to_string())
+        }
+    }
+
+    fn load(vars: &[(&'static str, &'static str)], role: Option<Role>) -> anyhow::Result<Config> {
+        let fig = Figment::from(Serialized::defaults(Config::default()));
+        Config::finish(fig, &MapEnv(vars.iter().copied().collect()), role)
+    }
+
+    #[test]
+    fn defaults_work_with_no_configuration() {
+        let cfg = load(&[], None).unwrap();
+        assert_eq!(cfg.order.port, 8081);
+        assert_eq!(cfg.payment.failure_rate, 0.0);
+        assert_eq!(cfg.inventory.reserve_max_retries, 50);
+        assert_eq!(cfg.recovery.interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn original_variables_override() {
+        let cfg = load(
+            &[
+                ("PAYMENT_FAILURE_RATE", "0.25"),
+                ("INVENTORY_RESERVE_MAX_RETRIES", "7"),
+                ("ORDER_PORT", "9001"),
+                ("RABBITMQ_URL", "amqp://u:p@mq:5672/%2f"),
+                ("DB_HOST", "db.internal"),
+                ("DB_USER", "dop"),
+                ("DB_PASS", "s3cret"),
+                ("DB_NAME", "orders_x"),
+            ],
+            Some(Role::Order),
+        )
+        .unwrap();
+        assert_eq!(cfg.payment.failure_rate, 0.25);
+        assert_eq!(cfg.inventory.reserve_max_retries, 7);
+        assert_eq!(cfg.order.port, 9001);
+        assert_eq!(
+            cfg.order.database_url.expose(),
+            "mysql://dop:s3cret@db.internal:3306/orders_x"
+        );
+        // DB_NAME applies only to the role being served.
+        assert_eq!(
+            cfg.payment.database_url.expose(),
+            "mysql://dop:s3cret@db.internal:3306/payments_db"
+        );
+        let shown = cfg.redacted_toml().unwrap();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(!shown.contains("u:p@"), "{shown}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err = load(&[("PAYMENT_FAILURE_RATE", "abc")], None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("payment.failure_rate"), "{err}");
+        let err = load(&[("PAYMENT_FAILURE_RATE", "1.5")], None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("payment.failure_rate"), "{err}");
+        let err = load(&[("ORDER_PORT", "70000")], None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("order.port"), "{err}");
+        let err = load(&[("RABBITMQ_URL", "not a url")], None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rabbitmq.url"), "{err}");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn dop_variables_layer_over_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("DOP_ORDER__PORT", "7000");
+            jail.set_env("DOP_RECOVERY__INTERVAL", "2s");
+            let fig = Figment::from(Serialized::defaults(Config::default()))
+                .merge(Env::prefixed("DOP_").split("__"));
+            let cfg = Config::finish(fig, &MapEnv(HashMap::new()), None).unwrap();
+            assert_eq!(cfg.order.port, 7000);
+            assert_eq!(cfg.recovery.interval, Duration::from_secs(2));
+            jail.set_env("DOP_ORDER__PORT", "70000");
+            let fig = Figment::from(Serialized::defaults(Config::default()))
+                .merge(Env::prefixed("DOP_").split("__"));
+            let err = Config::finish(fig, &MapEnv(HashMap::new()), None).unwrap_err();
+            assert!(err.to_string().contains("order.port"), "{err}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,146 @@
+//! Extractors that turn every malformed request into a 4xx a person can act
+//! on: JSON bodies (415, 413, 400 with the offending field) and headers.
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, FromRequestParts, Request},
+    http::{header, request::Parts, StatusCode},
+};
+use serde::de::DeserializeOwned;
+
+use super::{ApiError, BODY_LIMIT};
+
+/// A JSON body, parsed with the path of the field that failed.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let ct = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mime = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if mime != "application/json" && !mime.ends_with("+json") {
+            return Err(ApiError {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                code: "UNSUPPORTED_MEDIA_TYPE",
+                message: "Content-Type must be application/json".into(),
+            });
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError {
+                    status: StatusCode::PAYLOAD_TOO_LARGE,
+                    code: "PAYLOAD_TOO_LARGE",
+                    message: format!("request body is larger than {BODY_LIMIT} bytes"),
+                }
+            } else {
+                ApiError::invalid(format!("could not read the request body: {e}"))
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses a body, naming the field at fault: `quantity: invalid type: ...`.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = inner.to_string();
+        // Strip serde_json's position suffix: not useful to an API user.
+        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::invalid(format!("request body is not valid JSON: {msg}"))
+        } else if path == "." || path.is_empty() {
+            ApiError::invalid(format!("invalid request body: {msg}"))
+        } else {
+            ApiError::invalid(format!("{path}: {msg}"))
+        }
+    })
+}
+
+/// The optional `Idempotency-Key` header (1 to 255 visible ASCII characters).
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(v) = parts.headers.get("idempotency-key") else {
+            return Ok(Self(None));
+        };
+        let s = v
+            .to_str()
+            .map_err(|_| ApiError::invalid("Idempotency-Key must be visible ASCII"))?
+            .trim();
+        if s.is_empty() || s.len() > 255 {
+            return Err(ApiError::invalid(
+                "Idempotency-Key must be 1 to 255 characters",
+            ));
+        }
+        Ok(Self(Some(s.to_string())))
+    }
+}
+
+/// Checks the operator's bearer token against `admin.token`. With no token
+/// configured, operator actions are refused outright.
+pub fn require_admin(
+    headers: &axum::http::HeaderMap,
+    token: &crate::config::Secret,
+) -> Result<(), ApiError> {
+    if token.is_empty() {
+        return Err(ApiError::forbidden(
+            "operator actions are disabled: set admin.token (DOP_ADMIN__TOKEN)",
+        ));
+    }
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let want = token.expose().as_bytes();
+    let got = given.as_bytes();
+    // Compare in time independent of where they differ.
+    let mut diff = (want.len() ^ got.len()) as u8;
+    for (i, w) in want.iter().enumerate() {
+        diff |= w ^ got.get(i).copied().unwrap_or(0);
+    }
+    if diff != 0 {
+        return Err(ApiError::unauthorized("missing or wrong bearer token"));
+    }
+    Ok(())
+}
+
+/// A path segment that must be a UUID (order and saga ids).
+pub fn uuid_param(what: &str, v: &str) -> Result<String, ApiError> {
+    uuid::Uuid::parse_str(v)
+        .map(|u| u.hyphenated().to_string())
+        .map_err(|_| ApiError::invalid(format!("{what} must be a UUID")))
+}
+
+/// A path segment that must be a positive id.
+pub fn id_param(what: &str, v: &str) -> Result<i64, ApiError> {
+    v.parse::<i64>()
+        .ok()
+        .filter(|n| (1..=crate::domain::MAX_ID).contains(n))
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
+                "{what} must be an integer between 1 and {}",
+                crate::domain::MAX_ID
+            ))
+        })
+}

@@ -1,0 +1,13 @@
+//! Shared axum pieces: the error envelope, the JSON extractor, the trace-id
+//! and metrics middleware, health/ready/metrics routes.
+
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod middleware;
+
+pub use error::ApiError;
+pub use extract::{id_param, require_admin, uuid_param, ApiJson, IdempotencyKey};
+
+/// Request bodies larger than this are refused with 413.
+pub const BODY_LIMIT: usize = 64 * 1024;

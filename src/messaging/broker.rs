@@ -1,0 +1,409 @@
+//! The broker connection supervisor: connects, declares the topology, opens
+//! the confirming publisher and the consumers, and starts over (with
+//! backoff) whenever the connection or a channel dies, so a broker restart
+//! needs no restart of dop.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, RwLock,
+    },
+    time::Duration,
+};
+
+use amqprs::{
+    callbacks::ConnectionCallback,
+    channel::{BasicConsumeArguments, BasicQosArguments, Channel, QueueDeclareArguments},
+    connection::{Connection, OpenConnectionArguments},
+    Close,
+};
+use anyhow::{bail, Context};
+use async_trait::async_trait;
+use tokio::{
+    sync::{watch, Notify},
+    task::JoinSet,
+};
+
+use super::{
+    consumer::{self, ConsumerCtx, Handler},
+    publisher::{ConfirmChannel, Outgoing, PublishError},
+    topology,
+};
+use crate::{
+    config::{Config, SecretUrl},
+    observability::{metrics::QueueLabels, Metrics},
+};
+
+/// Builds connection arguments from an `amqp://` or `amqps://` URL
+/// (user and password percent-decoded, `%2f` as the `/` vhost).
+pub fn connection_args(url: &SecretUrl) -> anyhow::Result<OpenConnectionArguments> {
+    let u = url::Url::parse(url.expose()).context("not a URL")?;
+    let tls = match u.scheme() {
+        "amqp" => false,
+        "amqps" => true,
+        other => bail!("scheme must be amqp:// or amqps://, not {other}://"),
+    };
+    let host = u.host_str().context("no host in the URL")?.to_string();
+    let port = u.port().unwrap_or(if tls { 5671 } else { 5672 });
+    let decode = percent_decode;
+    let user = if u.username().is_empty() {
+        "guest".to_string()
+    } else {
+        decode(u.username())
+    };
+    let pass = u
+        .password()
+        .map(decode)
+        .unwrap_or_else(|| "guest".to_string());
+    let path = u.path().trim_start_matches('/');
+    let vhost = if path.is_empty() {
+        "/".to_string()
+    } else {
+        decode(path)
+    };
+    let mut args = OpenConnectionArguments::new(&host, port, &user, &pass);
+    args.virtual_host(&vhost);
+    for (k, v) in u.query_pairs() {
+        if k == "heartbeat" {
+            let hb: u16 = v.parse().context("heartbeat must be a number of seconds")?;
+            args.heartbeat(hb);
+        }
+    }
+    if tls {
+        let adaptor = amqprs::tls::TlsAdaptor::without_client_auth(None, host.clone())
+            .map_err(|e| anyhow::anyhow!("TLS setup failed: {e}"))?;
+        args.tls_adaptor(adaptor);
+    }
+    Ok(args.finish())
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+struct ConnCallback {
+    closed: Arc<Notify>,
+}
+
+#[async_trait]
+impl ConnectionCallback for ConnCallback {
+    async fn close(&mut self, _: &Connection, close: Close) -> Result<(), amqprs::error::Error> {
+        tracing::warn!(reason = %close, "broker closed the connection");
+        self.closed.notify_waiters();
+        Ok(())
+    }
+    async fn blocked(&mut self, _: &Connection, reason: String) {
+        tracing::warn!(reason = %reason, "broker blocked publishing (resource alarm)");
+    }
+    async fn unblocked(&mut self, _: &Connection) {
+        tracing::info!("broker unblocked publishing");
+    }
+    async fn secret_updated(&mut self, _: &Connection) {}
+}
+
+/// A queue this role consumes, and its handler.
+struct ConsumerSpec {
+    queue: &'static str,
+    handler: Arc<dyn Handler>,
+}
+
+struct Inner {
+    args: OpenConnectionArguments,
+    metrics: Arc<Metrics>,
+    prefetch: u16,
+    confirm_timeout: Duration,
+    retry_delay: Duration,
+    max_attempts: u32,
+    consumers: Mutex<Vec<ConsumerSpec>>,
+    publisher: RwLock<Option<Arc<ConfirmChannel>>>,
+    connected: AtomicBool,
+    /// Bumped on every successful connect (the outbox sweeps at once then).
+    sessions: watch::Sender<u64>,
+    stop_consuming: watch::Sender<bool>,
+    close: watch::Sender<bool>,
+    consumers_done: Notify,
+}
+
+/// A role's handle on the broker; cheap to clone.
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+impl Broker {
+    pub fn new(cfg: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        let args = connection_args(&cfg.rabbitmq.url)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                args,
+                metrics,
+                prefetch: cfg.rabbitmq.prefetch,
+                confirm_timeout: cfg.rabbitmq.confirm_timeout,
+                retry_delay: cfg.retry.delay,
+                max_attempts: cfg.retry.max_attempts,
+                consumers: Mutex::new(Vec::new()),
+                publisher: RwLock::new(None),
+                connected: AtomicBool::new(false),
+                sessions: watch::channel(0).0,
+                stop_consuming: watch::channel(false).0,
+                close: watch::channel(false).0,
+                consumers_done: Notify::new(),
+            }),
+        })
+    }
+
+    /// Registers a consumer; call before `start`.
+    pub fn consume(&self, queue: &'static str, handler: Arc<dyn Handler>) {
+        if let Ok(mut c) = self.inner.consumers.lock() {
+            c.push(ConsumerSpec { queue, handler });
+        }
+    }
+
+    /// Starts the supervisor in the background.
+    pub fn start(&self) -> tokio::task::JoinHandle<()> {
+        let inner = self.inner.clone();
+        tokio::spawn(async move { inner.supervise().await })
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.inner.connected.load(Ordering::SeqCst)
+    }
+
+    /// Changes on every new broker session.
+    pub fn sessions(&self) -> watch::Receiver<u64> {
+        self.inner.sessions.subscribe()
+    }
+
+    pub fn publisher(&self) -> Option<Arc<ConfirmChannel>> {
+        self.inner.publisher.read().ok().and_then(|p| p.clone())
+    }
+
+    pub async fn publish_confirmed(&self, msg: &Outgoing) -> Result<(), PublishError> {
+        let p = self.publisher().ok_or(PublishError::NotConnected)?;
+        p.publish_confirmed(msg).await
+    }
+
+    /// Stops taking deliveries and waits (bounded) for those in hand.
+    pub async fn stop_consuming(&self, grace: Duration) {
+        let done = self.inner.consumers_done.notified();
+        self.inner.stop_consuming.send_replace(true);
+        if self
+            .inner
+            .consumers
+            .lock()
+            .map(|c| c.is_empty())
+            .unwrap_or(true)
+            || !self.is_connected()
+        {
+            return;
+        }
+        let _ = tokio::time::timeout(grace, done).await;
+    }
+
+    /// Closes the connection for good.
+    pub fn close(&self) {
+        self.inner.stop_consuming.send_replace(true);
+        self.inner.close.send_replace(true);
+    }
+
+    /// Samples a queue's depth with a passive declare.
+    pub async fn queue_depth(channel: &Channel, queue: &str) -> anyhow::Result<u32> {
+        let r = channel
+            .queue_declare(QueueDeclareArguments::new(queue).passive(true).finish())
+            .await?;
+        Ok(r.map(|(_, count, _)| count).unwrap_or(0))
+    }
+}
+
+impl Inner {
+    async fn supervise(self: Arc<Self>) {
+        let mut backoff = Duration::from_millis(200);
+        let mut close = self.close.subscribe();
+        loop {
+            if *close.borrow() {
+                return;
+            }
+            match self.session().await {
+                Ok(()) => backoff = Duration::from_millis(200),
+                Err(e) => tracing::warn!(
+                    error = format!("{e:#}"),
+                    "broker session failed; reconnecting"
+                ),
+            }
+            self.connected.store(false, Ordering::SeqCst);
+            if let Ok(mut p) = self.publisher.write() {
+                if let Some(p) = p.take() {
+                    p.fail_all();
+                }
+            }
+            if *close.borrow() {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = async { let _ = close.wait_for(|c| *c).await; } => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn session(self: &Arc<Self>) -> anyhow::Result<()> {
+        let conn = Connection::open(&self.args)
+            .await
+            .context("Failed to connect to RabbitMQ")?;
+        let closed = Arc::new(Notify::new());
+        conn.register_callback(ConnCallback {
+            closed: closed.clone(),
+        })
+        .await?;
+        let channel = conn.open_channel(None).await?;
+        topology::declare(&channel, self.retry_delay).await?;
+        let publisher =
+            Arc::new(ConfirmChannel::open(channel, self.confirm_timeout, closed.clone()).await?);
+        if let Ok(mut p) = self.publisher.write() {
+            *p = Some(publisher.clone());
+        }
+        let specs: Vec<(&'static str, Arc<dyn Handler>)> = self
+            .consumers
+            .lock()
+            .map(|c| c.iter().map(|s| (s.queue, s.handler.clone())).collect())
+            .unwrap_or_default();
+        let mut tasks = JoinSet::new();
+        let mut stop = self.stop_consuming.subscribe();
+        let consuming = !*stop.borrow();
+        if consuming {
+            for (queue, handler) in &specs {
+                let ch = conn.open_channel(None).await?;
+                ch.register_callback(ConsumerChannelCallback {
+                    closed: closed.clone(),
+                })
+                .await?;
+                ch.basic_qos(BasicQosArguments::new(0, self.prefetch, false))
+                    .await?;
+                let (tag, rx) = ch
+                    .basic_consume_rx(
+                        BasicConsumeArguments::new(queue, "")
+                            .manual_ack(true)
+                            .finish(),
+                    )
+                    .await
+                    .with_context(|| format!("Failed to consume {queue}"))?;
+                let ctx = Arc::new(ConsumerCtx {
+                    queue,
+                    handler: handler.clone(),
+                    publisher: publisher.clone(),
+                    metrics: self.metrics.clone(),
+                    max_attempts: self.max_attempts,
+                    concurrency: self.prefetch as usize,
+                });
+                tasks.spawn(consumer::run(ctx, ch, tag, rx, stop.clone()));
+            }
+        }
+        let sample_ch = conn.open_channel(None).await?;
+        self.connected.store(true, Ordering::SeqCst);
+        self.sessions.send_modify(|n| *n += 1);
+        tracing::info!(service = %self.metrics.service, "connected to RabbitMQ");
+        let mut close = self.close.subscribe();
+        let mut sample = tokio::time::interval(Duration::from_secs(10));
+        let had_consumers = !tasks.is_empty();
+        let result = {
+            let io_failure = conn.listen_network_io_failure();
+            tokio::pin!(io_failure);
+            loop {
+                tokio::select! {
+                    _ = &mut io_failure => break Err(anyhow::anyhow!("network failure talking to RabbitMQ")),
+                    _ = closed.notified() => break Err(anyhow::anyhow!("RabbitMQ closed the connection or a channel")),
+                    r = tasks.join_next(), if !tasks.is_empty() => {
+                        // A consumer ended: on stop that's expected, otherwise its
+                        // channel died and the session starts over.
+                        let stopping = *stop.borrow();
+                        if stopping {
+                            if tasks.is_empty() { self.consumers_done.notify_waiters(); }
+                            continue;
+                        }
+                        let _ = r;
+                        break Err(anyhow::anyhow!("a consumer channel closed"));
+                    }
+                    _ = stop.changed(), if had_consumers => {
+                        // Consumers see the same signal; keep waiting for them.
+                        continue;
+                    }
+                    _ = sample.tick() => {
+                        for (queue, _) in &specs {
+                            let dlq = topology::dlq(queue);
+                            if let Ok(depth) = Broker::queue_depth(&sample_ch, &dlq).await {
+                                self.metrics.dlq_depth
+                                    .get_or_create(&QueueLabels { service: self.metrics.service.clone(), queue: dlq })
+                                    .set(depth as i64);
+                            }
+                        }
+                    }
+                    _ = async { let _ = close.wait_for(|c| *c).await; } => break Ok(()),
+                }
+            }
+        };
+        self.connected.store(false, Ordering::SeqCst);
+        publisher.fail_all();
+        if tasks.is_empty() {
+            self.consumers_done.notify_waiters();
+        }
+        tasks.abort_all();
+        let _ = conn.close().await;
+        result
+    }
+}
+
+struct ConsumerChannelCallback {
+    closed: Arc<Notify>,
+}
+
+#[async_trait]
+impl amqprs::callbacks::ChannelCallback for ConsumerChannelCallback {
+    async fn close(
+        &mut self,
+        _: &Channel,
+        close: amqprs::CloseChannel,
+    ) -> Result<(), amqprs::error::Error> {
+        tracing::warn!(reason = %close, "broker closed a consumer channel");
+        self.closed.notify_waiters();
+        Ok(())
+    }
+    async fn cancel(&mut self, _: &Channel, _: amqprs::Cancel) -> Result<(), amqprs::error::Error> {
+        self.closed.notify_waiters();
+        Ok(())
+    }
+    async fn flow(&mut self, _: &Channel, active: bool) -> Result<bool, amqprs::error::Error> {
+        Ok(active)
+    }
+    async fn publish_ack(&mut self, _: &Channel, _: amqprs::Ack) {}
+    async fn publish_nack(&mut self, _: &Channel, _: amqprs::Nack) {}
+    async fn publish_return(
+        &mut self,
+        _: &Channel,
+        _: amqprs::Return,
+        _: amqprs::BasicProperties,
+        _: Vec<u8>,
+    ) {
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_amqp_urls() {
+        let a = connection_args(&SecretUrl::new("amqp://us%40er:p%2Fw@mq.local:5673/%2f")).unwrap();
+        assert_eq!(a.get_host(), "mq.local");
+        assert_eq!(a.get_port(), 5673);
+        assert_eq!(a.get_virtual_host(), "/");
+        let a = connection_args(&SecretUrl::new("amqp://guest:guest@127.0.0.1/tests")).unwrap();
+        assert_eq!(a.get_port(), 5672);
+        assert_eq!(a.get_virtual_host(), "tests");
+        assert!(connection_args(&SecretUrl::new("http://x")).is_err());
+        assert!(connection_args(&SecretUrl::new("not a url")).is_err());
+        assert_eq!(percent_decode("a%2Fb%"), "a/b%");
+    }
+}

@@ -1,0 +1,267 @@
+//! A queue consumer: manual acks after the handler's commit, up to
+//! `prefetch` deliveries processed at once, and the failure policy: transient
+//! failures go through `Q.retry` with `x-retry-count`, poison goes to `Q.dlq`
+//! with its reason.
+
+use std::{sync::Arc, time::Duration};
+
+use amqprs::{
+    channel::{
+        BasicAckArguments, BasicCancelArguments, BasicNackArguments, Channel, ConsumerMessage,
+    },
+    FieldTable, FieldValue,
+};
+use async_trait::async_trait;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tracing::Instrument;
+
+use super::{
+    publisher::{ConfirmChannel, Outgoing},
+    topology,
+};
+use crate::observability::{new_trace_id, Metrics};
+
+/// Largest body a consumer accepts; larger ones are dead-lettered.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// A delivery with the properties dop cares about restored.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub queue: String,
+    pub exchange: String,
+    pub routing_key: String,
+    pub message_id: String,
+    pub trace_id: String,
+    pub saga_id: Option<String>,
+    pub retry_count: u32,
+    pub body: Vec<u8>,
+}
+
+/// What the handler decided.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// Done (committed); ack.
+    Ack,
+    /// Seen before; nothing done; ack.
+    Duplicate,
+    /// Transient failure; try again later through the retry queue.
+    Retry(String),
+    /// Never processable; to the DLQ at once.
+    DeadLetter(String),
+}
+
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    async fn handle(&self, delivery: &Delivery) -> Outcome;
+}
+
+fn header_str(h: Option<&FieldTable>, key: &str) -> Option<String> {
+    let name = key.try_into().ok()?;
+    match h?.get(&name)? {
+        FieldValue::S(s) => Some(s.as_ref().clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+fn header_u32(h: Option<&FieldTable>, key: &str) -> u32 {
+    let Ok(name) = key.try_into() else { return 0 };
+    match h.and_then(|t| t.get(&name)) {
+        Some(FieldValue::I(v)) => (*v).max(0) as u32,
+        Some(FieldValue::l(v)) => (*v).clamp(0, u32::MAX as i64) as u32,
+        Some(FieldValue::i(v)) => *v,
+        Some(FieldValue::S(s)) => s.as_ref().parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Everything a consumer loop needs.
+pub struct ConsumerCtx {
+    pub queue: &'static str,
+    pub handler: Arc<dyn Handler>,
+    pub publisher: Arc<ConfirmChannel>,
+    pub metrics: Arc<Metrics>,
+    pub max_attempts: u32,
+    pub concurrency: usize,
+}
+
+/// Consumes until the channel closes or `stop` turns true; then waits for
+/// the deliveries in hand before returning.
+pub async fn run(
+    ctx: Arc<ConsumerCtx>,
+    channel: Channel,
+    consumer_tag: String,
+    mut rx: mpsc::UnboundedReceiver<ConsumerMessage>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(ctx.concurrency));
+    loop {
+        let msg = tokio::select! {
+            m = rx.recv() => m,
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => None,
+        };
+        let Some(msg) = msg else {
+            if *stop.borrow() {
+                let _ = channel
+                    .basic_cancel(BasicCancelArguments::new(&consumer_tag))
+                    .await;
+            }
+            break;
+        };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let ctx = ctx.clone();
+        let channel = channel.clone();
+        tokio::spawn(async move {
+            handle_one(&ctx, &channel, msg).await;
+            drop(permit);
+        });
+    }
+    // Wait for in-flight deliveries to be acked (or abandoned to redelivery).
+    let _ = tokio::time::timeout(
+        Duration::from_secs(30),
+        permits.acquire_many(ctx.concurrency as u32),
+    )
+    .await;
+}
+
+async fn handle_one(ctx: &ConsumerCtx, channel: &Channel, msg: ConsumerMessage) {
+    let (Some(deliver), Some(props), Some(body)) = (msg.deliver, msg.basic_properties, msg.content)
+    else {
+        return;
+    };
+    let tag = deliver.delivery_tag();
+    let headers = props.headers();
+    let delivery = Delivery {
+        queue: ctx.queue.to_string(),
+        exchange: deliver.exchange().clone(),
+        routing_key: deliver.routing_key().clone(),
+        message_id: props.message_id().cloned().unwrap_or_default(),
+        trace_id: header_str(headers, "trace_id").unwrap_or_else(new_trace_id),
+        saga_id: header_str(headers, "saga_id"),
+        retry_count: header_u32(headers, "x-retry-count"),
+        body,
+    };
+    let span = tracing::info_span!(
+        "delivery",
+        service = %ctx.metrics.service,
+        trace_id = %delivery.trace_id,
+        saga_id = delivery.saga_id.as_deref().unwrap_or(""),
+        queue = ctx.queue,
+        routing_key = %delivery.routing_key,
+        message_id = %delivery.message_id,
+    );
+    async {
+        let outcome = if delivery.body.len() > MAX_BODY {
+            Outcome::DeadLetter(format!(
+                "body of {} bytes exceeds {MAX_BODY}",
+                delivery.body.len()
+            ))
+        } else if uuid::Uuid::parse_str(&delivery.message_id).is_err() {
+            Outcome::DeadLetter(format!(
+                "message_id {:?} is not a UUID",
+                delivery.message_id
+            ))
+        } else {
+            ctx.handler.handle(&delivery).await
+        };
+        settle(ctx, channel, tag, &delivery, outcome).await;
+    }
+    .instrument(span)
+    .await
+}
+
+async fn settle(ctx: &ConsumerCtx, channel: &Channel, tag: u64, d: &Delivery, outcome: Outcome) {
+    let (label, forward) = match outcome {
+        Outcome::Ack => ("ack", None),
+        Outcome::Duplicate => ("duplicate", None),
+        Outcome::Retry(reason) if d.retry_count + 1 >= ctx.max_attempts => (
+            "dead_letter",
+            Some(dead_letter(
+                d,
+                &format!(
+                    "retries exhausted after {} attempts: {reason}",
+                    d.retry_count + 1
+                ),
+            )),
+        ),
+        Outcome::Retry(reason) => {
+            tracing::warn!(reason = %reason, attempt = d.retry_count + 1, "transient failure, retrying later");
+            ("retry", Some(retry(d)))
+        }
+        Outcome::DeadLetter(reason) => ("dead_letter", Some(dead_letter(d, &reason))),
+    };
+    if let Some(out) = forward {
+        if let Err(e) = ctx.publisher.publish_confirmed(&out).await {
+            // Not forwarded: leave it with the broker, it comes back.
+            tracing::warn!(error = %e, "could not forward the delivery, requeueing it");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let _ = channel
+                .basic_nack(BasicNackArguments::new(tag, false, true))
+                .await;
+            return;
+        }
+    }
+    ctx.metrics.consumed(ctx.queue, label);
+    if let Err(e) = channel.basic_ack(BasicAckArguments::new(tag, false)).await {
+        tracing::warn!(error = %e, "ack failed; the broker will redeliver");
+    }
+}
+
+fn base_headers(d: &Delivery) -> Vec<(String, FieldValue)> {
+    let mut h = vec![(
+        "trace_id".to_string(),
+        FieldValue::from(d.trace_id.as_str()),
+    )];
+    if let Some(s) = &d.saga_id {
+        h.push(("saga_id".into(), FieldValue::from(s.as_str())));
+    }
+    h
+}
+
+fn retry(d: &Delivery) -> Outgoing {
+    let mut headers = base_headers(d);
+    headers.push((
+        "x-retry-count".into(),
+        FieldValue::I((d.retry_count + 1) as i32),
+    ));
+    Outgoing {
+        exchange: topology::RETRY.into(),
+        routing_key: d.routing_key.clone(),
+        message_id: d.message_id.clone(),
+        body: d.body.clone(),
+        headers,
+    }
+}
+
+/// The message as it goes to `Q.dlq`: same id and body, with the reason and
+/// where it came from, so `dop admin dlq redrive` can send it back.
+pub fn dead_letter(d: &Delivery, reason: &str) -> Outgoing {
+    tracing::error!(reason = %reason, "dead-lettering a delivery");
+    let mut headers = base_headers(d);
+    headers.push(("x-retry-count".into(), FieldValue::I(d.retry_count as i32)));
+    headers.push(("x-dlq-reason".into(), FieldValue::from(reason)));
+    headers.push((
+        "x-original-exchange".into(),
+        FieldValue::from(d.exchange.as_str()),
+    ));
+    headers.push((
+        "x-original-routing-key".into(),
+        FieldValue::from(d.routing_key.as_str()),
+    ));
+    headers.push((
+        "x-original-queue".into(),
+        FieldValue::from(d.queue.as_str()),
+    ));
+    Outgoing {
+        exchange: String::new(),
+        routing_key: topology::dlq(&d.queue),
+        message_id: if d.message_id.is_empty() {
+            uuid::Uuid::new_v4().to_string()
+        } else {
+            d.message_id.clone()
+        },
+        body: d.body.clone(),
+        headers,
+    }
+}

@@ -1,0 +1,215 @@
+//! Message bodies on the wire (DESIGN section 3). Field names are the
+//! original system's, so its tools read ours.
+
+use serde::{Deserialize, Serialize};
+
+use super::topology::{RK_PAID, RK_PAY, RK_RELEASE, RK_RELEASED, RK_RESERVE, RK_RESERVED};
+use crate::domain::Money;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InventoryCommand {
+    pub saga_id: String,
+    pub order_id: String,
+    pub product_id: i64,
+    pub quantity: i32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PaymentCommand {
+    pub saga_id: String,
+    pub order_id: String,
+    pub amount: Money,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InventoryResult {
+    pub saga_id: String,
+    pub order_id: String,
+    pub product_id: i64,
+    pub quantity: i32,
+    pub success: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PaymentResult {
+    pub saga_id: String,
+    pub order_id: String,
+    pub amount: Money,
+    pub success: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Any message dop sends, tagged by its routing key.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Message {
+    Reserve(InventoryCommand),
+    Release(InventoryCommand),
+    ProcessPayment(PaymentCommand),
+    Reserved(InventoryResult),
+    Released(InventoryResult),
+    PaymentProcessed(PaymentResult),
+}
+
+/// Why a delivery can never be processed: it goes to the DLQ at once.
+#[derive(Debug, thiserror::Error)]
+pub enum ContractError {
+    #[error("unknown routing key {0:?}")]
+    UnknownRoutingKey(String),
+    #[error("malformed body: {0}")]
+    Malformed(String),
+    #[error("invalid field: {0}")]
+    Invalid(String),
+}
+
+fn uuid_field(name: &str, v: &str) -> Result<(), ContractError> {
+    uuid::Uuid::parse_str(v)
+        .map(|_| ())
+        .map_err(|_| ContractError::Invalid(format!("{name} {v:?} is not a UUID")))
+}
+
+impl Message {
+    pub fn routing_key(&self) -> &'static str {
+        match self {
+            Message::Reserve(_) => RK_RESERVE,
+            Message::Release(_) => RK_RELEASE,
+            Message::ProcessPayment(_) => RK_PAY,
+            Message::Reserved(_) => RK_RESERVED,
+            Message::Released(_) => RK_RELEASED,
+            Message::PaymentProcessed(_) => RK_PAID,
+        }
+    }
+
+    pub fn saga_id(&self) -> &str {
+        match self {
+            Message::Reserve(c) | Message::Release(c) => &c.saga_id,
+            Message::ProcessPayment(c) => &c.saga_id,
+            Message::Reserved(r) | Message::Released(r) => &r.saga_id,
+            Message::PaymentProcessed(r) => &r.saga_id,
+        }
+    }
+
+    pub fn order_id(&self) -> &str {
+        match self {
+            Message::Reserve(c) | Message::Release(c) => &c.order_id,
+            Message::ProcessPayment(c) => &c.order_id,
+            Message::Reserved(r) | Message::Released(r) => &r.order_id,
+            Message::PaymentProcessed(r) => &r.order_id,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        let r = match self {
+            Message::Reserve(c) | Message::Release(c) => serde_json::to_string(c),
+            Message::ProcessPayment(c) => serde_json::to_string(c),
+            Message::Reserved(r) | Message::Released(r) => serde_json::to_string(r),
+            Message::PaymentProcessed(r) => serde_json::to_string(r),
+        };
+        // Serializing these plain structs cannot fail.
+        r.unwrap_or_default()
+    }
+
+    /// Parses and validates a delivery's body by its routing key.
+    pub fn parse(routing_key: &str, body: &[u8]) -> Result<Message, ContractError> {
+        fn de<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ContractError> {
+            serde_json::from_slice(body).map_err(|e| ContractError::Malformed(e.to_string()))
+        }
+        let msg = match routing_key {
+            RK_RESERVE => Message::Reserve(de(body)?),
+            RK_RELEASE => Message::Release(de(body)?),
+            RK_PAY => Message::ProcessPayment(de(body)?),
+            RK_RESERVED => Message::Reserved(de(body)?),
+            RK_RELEASED => Message::Released(de(body)?),
+            RK_PAID => Message::PaymentProcessed(de(body)?),
+            other => return Err(ContractError::UnknownRoutingKey(other.to_string())),
+        };
+        uuid_field("saga_id", msg.saga_id())?;
+        uuid_field("order_id", msg.order_id())?;
+        match &msg {
+            Message::Reserve(c) | Message::Release(c) if c.quantity < 1 || c.product_id < 1 => {
+                return Err(ContractError::Invalid(
+                    "quantity and product_id must be positive".into(),
+                ));
+            }
+            Message::ProcessPayment(c) if c.amount.is_zero() => {
+                return Err(ContractError::Invalid("amount must be positive".into()));
+            }
+            _ => {}
+        }
+        Ok(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAGA: &str = "0190a0c4-7c1e-7000-8000-000000000001";
+    const ORDER: &str = "0190a0c4-7c1e-7000-8000-000000000002";
+
+    #[test]
+    fn round_trips_every_message() {
+        let msgs = [
+            Message::Reserve(InventoryCommand {
+                saga_id: SAGA.into(),
+                order_id: ORDER.into(),
+                product_id: 1001,
+                quantity: 2,
+            }),
+            Message::PaymentProcessed(PaymentResult {
+                saga_id: SAGA.into(),
+                order_id: ORDER.into(),
+                amount: "199.98".parse().unwrap(),
+                success: true,
+                tx_id: Some("t".into()),
+                reason: None,
+            }),
+        ];
+        for m in msgs {
+            let json = m.to_json();
+            assert_eq!(Message::parse(m.routing_key(), json.as_bytes()).unwrap(), m);
+        }
+        let pay = Message::ProcessPayment(PaymentCommand {
+            saga_id: SAGA.into(),
+            order_id: ORDER.into(),
+            amount: "199.98".parse().unwrap(),
+        });
+        assert!(
+            pay.to_json().contains("\"amount\":199.98"),
+            "{}",
+            pay.to_json()
+        );
+    }
+
+    #[test]
+    fn rejects_poison() {
+        assert!(matches!(
+            Message::parse("inventory.reserve", b"{not json"),
+            Err(ContractError::Malformed(_))
+        ));
+        assert!(matches!(
+            Message::parse("inventory.reserve", b"{}"),
+            Err(ContractError::Malformed(_))
+        ));
+        assert!(matches!(
+            Message::parse("bogus", b"{}"),
+            Err(ContractError::UnknownRoutingKey(_))
+        ));
+        let bad_id =
+            format!(r#"{{"saga_id":"x","order_id":"{ORDER}","product_id":1,"quantity":1}}"#);
+        assert!(matches!(
+            Message::parse("inventory.reserve", bad_id.as_bytes()),
+            Err(ContractError::Invalid(_))
+        ));
+        let zero =
+            format!(r#"{{"saga_id":"{SAGA}","order_id":"{ORDER}","product_id":1,"quantity":0}}"#);
+        assert!(matches!(
+            Message::parse("inventory.reserve", zero.as_bytes()),
+            Err(ContractError::Invalid(_))
+        ));
+    }
+}

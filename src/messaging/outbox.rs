@@ -1,0 +1,335 @@
+//! The transactional outbox of every role. A state change inserts its
+//! messages into `outbox` in the same transaction; after the commit the
+//! relay publishes them at once with pipelined confirms and deletes the
+//! confirmed rows in batches. A sweeper republishes rows left behind by a
+//! crash or a broker outage.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use amqprs::FieldValue;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use tokio::sync::mpsc;
+
+use super::{contracts::Message, publisher::Outgoing, topology, Broker};
+use crate::{config::OutboxConfig, db::DbPool, observability::Metrics};
+
+diesel::table! {
+    outbox (message_id) {
+        message_id -> Varchar,
+        exchange -> Varchar,
+        routing_key -> Varchar,
+        payload -> Text,
+        trace_id -> Varchar,
+        saga_id -> Varchar,
+        created_at -> Datetime,
+        attempts -> Integer,
+    }
+}
+
+/// One message waiting in the outbox.
+#[derive(Clone, Debug, Insertable, Queryable, Selectable)]
+#[diesel(table_name = outbox)]
+#[diesel(check_for_backend(diesel::mysql::Mysql))]
+pub struct OutboxRow {
+    pub message_id: String,
+    pub exchange: String,
+    pub routing_key: String,
+    pub payload: String,
+    pub trace_id: String,
+    pub saga_id: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct OutboxMessage {
+    pub row: OutboxRow,
+    pub enqueued: Instant,
+}
+
+impl OutboxMessage {
+    /// A new message with a fresh message id.
+    pub fn new(msg: &Message, trace_id: &str) -> Self {
+        let rk = msg.routing_key();
+        Self {
+            row: OutboxRow {
+                message_id: uuid::Uuid::new_v4().to_string(),
+                exchange: topology::exchange_for(rk)
+                    .unwrap_or(topology::EVENTS)
+                    .to_string(),
+                routing_key: rk.to_string(),
+                payload: msg.to_json(),
+                trace_id: trace_id.to_string(),
+                saga_id: msg.saga_id().to_string(),
+            },
+            enqueued: Instant::now(),
+        }
+    }
+
+    fn outgoing(&self) -> Outgoing {
+        Outgoing {
+            exchange: self.row.exchange.clone(),
+            routing_key: self.row.routing_key.clone(),
+            message_id: self.row.message_id.clone(),
+            body: self.row.payload.clone().into_bytes(),
+            headers: vec![
+                (
+                    "trace_id".into(),
+                    FieldValue::from(self.row.trace_id.as_str()),
+                ),
+                (
+                    "saga_id".into(),
+                    FieldValue::from(self.row.saga_id.as_str()),
+                ),
+            ],
+        }
+    }
+}
+
+/// Inserts messages inside the caller's transaction.
+pub async fn insert(
+    conn: &mut diesel_async::AsyncMysqlConnection,
+    msgs: &[OutboxMessage],
+) -> QueryResult<()> {
+    if msgs.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<&OutboxRow> = msgs.iter().map(|m| &m.row).collect();
+    diesel::insert_into(outbox::table)
+        .values(rows)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// The relay's handle: hand it committed messages.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::Sender<OutboxMessage>,
+    inflight: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Outbox {
+    /// Starts the relay, the deleter and the sweeper.
+    pub fn start(pool: DbPool, broker: Broker, metrics: Arc<Metrics>, cfg: OutboxConfig) -> Self {
+        let (tx, rx) = mpsc::channel(20_000);
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let inflight = Arc::new(Mutex::new(HashSet::new()));
+        let outbox = Self {
+            tx,
+            inflight: inflight.clone(),
+        };
+        tokio::spawn(relay(rx, broker.clone(), done_tx, inflight.clone()));
+        tokio::spawn(deleter(
+            done_rx,
+            pool.clone(),
+            metrics.clone(),
+            inflight.clone(),
+        ));
+        tokio::spawn(sweeper(outbox.clone(), pool, broker, metrics, cfg));
+        outbox
+    }
+
+    /// Hands committed messages to the relay. When its queue is full they
+    /// stay in the table for the sweeper: nothing is lost, only later.
+    pub fn enqueue(&self, msgs: Vec<OutboxMessage>) {
+        for m in msgs {
+            let id = m.row.message_id.clone();
+            if let Ok(mut f) = self.inflight.lock() {
+                if !f.insert(id.clone()) {
+                    continue;
+                }
+            }
+            if self.tx.try_send(m).is_err() {
+                if let Ok(mut f) = self.inflight.lock() {
+                    f.remove(&id);
+                }
+            }
+        }
+    }
+
+    pub fn inflight(&self) -> usize {
+        self.inflight.lock().map(|f| f.len()).unwrap_or(0)
+    }
+
+    /// Waits (bounded) until everything handed over is confirmed.
+    pub async fn flush(&self, grace: Duration) -> bool {
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if self.inflight() == 0 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+}
+
+type Done = (OutboxMessage, bool);
+
+async fn relay(
+    mut rx: mpsc::Receiver<OutboxMessage>,
+    broker: Broker,
+    done: mpsc::UnboundedSender<Done>,
+    inflight: Arc<Mutex<HashSet<String>>>,
+) {
+    let mut buf = Vec::with_capacity(256);
+    while rx.recv_many(&mut buf, 256).await > 0 {
+        for m in buf.drain(..) {
+            let Some(publisher) = broker.publisher() else {
+                // Broker down: the sweeper republishes once it is back.
+                if let Ok(mut f) = inflight.lock() {
+                    f.remove(&m.row.message_id);
+                }
+                continue;
+            };
+            match publisher.publish(&m.outgoing()).await {
+                Ok(confirm) => {
+                    let done = done.clone();
+                    tokio::spawn(async move {
+                        let ok = match confirm.await {
+                            Ok(()) => true,
+                            Err(e) => {
+                                tracing::warn!(error = %e, message_id = %m.row.message_id, "outbox publish not confirmed; the sweeper will retry");
+                                false
+                            }
+                        };
+                        let _ = done.send((m, ok));
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox publish failed; the sweeper will retry");
+                    if let Ok(mut f) = inflight.lock() {
+                        f.remove(&m.row.message_id);
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn deleter(
+    mut rx: mpsc::UnboundedReceiver<Done>,
+    pool: DbPool,
+    metrics: Arc<Metrics>,
+    inflight: Arc<Mutex<HashSet<String>>>,
+) {
+    let mut buf = Vec::with_capacity(500);
+    while rx.recv_many(&mut buf, 500).await > 0 {
+        let confirmed: Vec<&OutboxMessage> =
+            buf.iter().filter(|(_, ok)| *ok).map(|(m, _)| m).collect();
+        if !confirmed.is_empty() {
+            let ids: Vec<&str> = confirmed
+                .iter()
+                .map(|m| m.row.message_id.as_str())
+                .collect();
+            let mut deleted = false;
+            for attempt in 0..5u64 {
+                let r = async {
+                    let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+                    diesel::delete(outbox::table.filter(outbox::message_id.eq_any(&ids)))
+                        .execute(&mut conn)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                .await;
+                match r {
+                    Ok(_) => {
+                        deleted = true;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not delete confirmed outbox rows; retrying");
+                        tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+                    }
+                }
+            }
+            if !deleted {
+                // They will be published again by the sweeper; consumers are
+                // idempotent, so the cost is a duplicate, not a loss.
+                tracing::warn!(rows = ids.len(), "confirmed outbox rows left in place");
+            }
+            let labels = metrics.service_labels();
+            for m in &confirmed {
+                metrics.published(&m.row.exchange, &m.row.routing_key);
+                metrics
+                    .outbox_relay_latency
+                    .get_or_create(&labels)
+                    .observe(m.enqueued.elapsed().as_secs_f64());
+            }
+        }
+        if let Ok(mut f) = inflight.lock() {
+            for (m, _) in buf.iter() {
+                f.remove(&m.row.message_id);
+            }
+        }
+        buf.clear();
+    }
+}
+
+async fn sweeper(
+    outbox: Outbox,
+    pool: DbPool,
+    broker: Broker,
+    metrics: Arc<Metrics>,
+    cfg: OutboxConfig,
+) {
+    let mut sessions = broker.sessions();
+    let mut tick = tokio::time::interval(cfg.sweep_interval);
+    loop {
+        // Right after (re)connecting, everything not in flight is due.
+        let min_age = tokio::select! {
+            _ = tick.tick() => cfg.sweep_after,
+            r = sessions.changed() => {
+                if r.is_err() { return; }
+                Duration::ZERO
+            }
+        };
+        if let Err(e) = sweep_once(&outbox, &pool, &broker, &metrics, &cfg, min_age).await {
+            tracing::debug!(error = %e, "outbox sweep skipped");
+        }
+    }
+}
+
+async fn sweep_once(
+    outbox: &Outbox,
+    pool: &DbPool,
+    broker: &Broker,
+    metrics: &Metrics,
+    cfg: &OutboxConfig,
+    min_age: Duration,
+) -> anyhow::Result<()> {
+    let mut conn = pool.get().await?;
+    let backlog: i64 = outbox::table.count().get_result(&mut conn).await?;
+    metrics
+        .outbox_backlog
+        .get_or_create(&metrics.service_labels())
+        .set(backlog);
+    if backlog == 0 || !broker.is_connected() {
+        return Ok(());
+    }
+    let cutoff = chrono::Utc::now().naive_utc() - chrono::Duration::from_std(min_age)?;
+    let rows: Vec<OutboxRow> = outbox::table
+        .filter(outbox::created_at.le(cutoff))
+        .order(outbox::created_at.asc())
+        .limit(cfg.batch_size as i64)
+        .select(OutboxRow::as_select())
+        .load(&mut conn)
+        .await?;
+    drop(conn);
+    if !rows.is_empty() {
+        tracing::info!(rows = rows.len(), "republishing outbox rows left behind");
+    }
+    outbox.enqueue(
+        rows.into_iter()
+            .map(|row| OutboxMessage {
+                row,
+                enqueued: Instant::now(),
+            })
+            .collect(),
+    );
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! A confirming publisher on one channel with many publishes in flight: tags
+//! are assigned under a lock held only for tag + send, each caller awaits
+//! its own confirm, `multiple` acks settle a range, and a closing channel
+//! fails every pending confirm.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use amqprs::{
+    callbacks::ChannelCallback,
+    channel::{BasicPublishArguments, Channel, ConfirmSelectArguments},
+    Ack, BasicProperties, Cancel, CloseChannel, FieldTable, FieldValue, Nack, Return,
+};
+use async_trait::async_trait;
+use tokio::sync::{oneshot, Notify};
+
+#[derive(Debug, thiserror::Error, Clone)]
+pub enum PublishError {
+    #[error("not connected to the broker")]
+    NotConnected,
+    #[error("the broker refused the message (nack)")]
+    Nacked,
+    #[error("the channel closed before the confirm")]
+    ChannelClosed,
+    #[error("no confirm within {0:?}")]
+    Timeout(Duration),
+    #[error("publish failed: {0}")]
+    Send(String),
+}
+
+type Waiter = oneshot::Sender<Result<(), PublishError>>;
+
+#[derive(Default)]
+struct Pending {
+    waiters: BTreeMap<u64, Waiter>,
+}
+
+/// State shared between the publisher and its channel callback.
+struct Shared {
+    pending: Mutex<Pending>,
+    open: AtomicBool,
+    /// Woken when the server closes the channel, so the supervisor reconnects.
+    closed: Arc<Notify>,
+}
+
+impl Shared {
+    fn settle(&self, tag: u64, multiple: bool, result: Result<(), PublishError>) {
+        let done: Vec<Waiter> = {
+            let Ok(mut p) = self.pending.lock() else {
+                return;
+            };
+            if multiple {
+                let rest = p.waiters.split_off(&(tag + 1));
+                std::mem::replace(&mut p.waiters, rest)
+                    .into_values()
+                    .collect()
+            } else {
+                p.waiters.remove(&tag).into_iter().collect()
+            }
+        };
+        for w in done {
+            let _ = w.send(result.clone());
+        }
+    }
+
+    fn fail_all(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        let all = match self.pending.lock() {
+            Ok(mut p) => std::mem::take(&mut p.waiters),
+            Err(_) => return,
+        };
+        for (_, w) in all {
+            let _ = w.send(Err(PublishError::ChannelClosed));
+        }
+    }
+}
+
+struct Callback {
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl ChannelCallback for Callback {
+    async fn close(
+        &mut self,
+        _: &Channel,
+        close: CloseChannel,
+    ) -> Result<(), amqprs::error::Error> {
+        tracing::warn!(reason = %close, "broker closed the publishing channel");
+        self.shared.fail_all();
+        self.shared.closed.notify_waiters();
+        Ok(())
+    }
+    async fn cancel(&mut self, _: &Channel, _: Cancel) -> Result<(), amqprs::error::Error> {
+        Ok(())
+    }
+    async fn flow(&mut self, _: &Channel, active: bool) -> Result<bool, amqprs::error::Error> {
+        Ok(active)
+    }
+    async fn publish_ack(&mut self, _: &Channel, ack: Ack) {
+        self.shared
+            .settle(ack.delivery_tag(), ack.mutiple(), Ok(()));
+    }
+    async fn publish_nack(&mut self, _: &Channel, nack: Nack) {
+        self.shared.settle(
+            nack.delivery_tag(),
+            nack.multiple(),
+            Err(PublishError::Nacked),
+        );
+    }
+    async fn publish_return(&mut self, _: &Channel, ret: Return, _: BasicProperties, _: Vec<u8>) {
+        tracing::error!(reason = %ret, "broker returned an unroutable message");
+    }
+}
+
+/// One message to publish.
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    pub exchange: String,
+    pub routing_key: String,
+    pub message_id: String,
+    pub body: Vec<u8>,
+    /// AMQP headers (trace_id, saga_id, x-retry-count, ...).
+    pub headers: Vec<(String, FieldValue)>,
+}
+
+impl Outgoing {
+    fn properties(&self) -> BasicProperties {
+        let mut headers = FieldTable::new();
+        for (k, v) in &self.headers {
+            if let Ok(name) = k.as_str().try_into() {
+                headers.insert(name, v.clone());
+            }
+        }
+        BasicProperties::default()
+            .with_message_id(&self.message_id)
+            .with_content_type("application/json")
+            .with_delivery_mode(2)
+            .with_headers(headers)
+            .finish()
+    }
+}
+
+/// A channel in confirm mode.
+pub struct ConfirmChannel {
+    channel: Channel,
+    /// Next delivery tag; held only across tag assignment and the send.
+    next_tag: tokio::sync::Mutex<u64>,
+    shared: Arc<Shared>,
+    timeout: Duration,
+}
+
+impl ConfirmChannel {
+    /// Puts `channel` in confirm mode; `closed` is notified when it dies.
+    pub async fn open(
+        channel: Channel,
+        timeout: Duration,
+        closed: Arc<Notify>,
+    ) -> anyhow::Result<Self> {
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending::default()),
+            open: AtomicBool::new(true),
+            closed,
+        });
+        channel
+            .register_callback(Callback {
+                shared: shared.clone(),
+            })
+            .await?;
+        channel
+            .confirm_select(ConfirmSelectArguments::default())
+            .await?;
+        Ok(Self {
+            channel,
+            next_tag: tokio::sync::Mutex::new(1),
+            shared,
+            timeout,
+        })
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.shared.open.load(Ordering::SeqCst) && self.channel.is_open()
+    }
+
+    /// Sends the message and returns a future of its confirm.
+    pub async fn publish(
+        &self,
+        msg: &Outgoing,
+    ) -> Result<impl std::future::Future<Output = Result<(), PublishError>>, PublishError> {
+        if !self.is_open() {
+            return Err(PublishError::NotConnected);
+        }
+        let props = msg.properties();
+        let args = BasicPublishArguments::new(&msg.exchange, &msg.routing_key);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut tag = self.next_tag.lock().await;
+            let this = *tag;
+            if let Ok(mut p) = self.shared.pending.lock() {
+                p.waiters.insert(this, tx);
+            }
+            if let Err(e) = self
+                .channel
+                .basic_publish(props, msg.body.clone(), args)
+                .await
+            {
+                if let Ok(mut p) = self.shared.pending.lock() {
+                    p.waiters.remove(&this);
+                }
+                return Err(PublishError::Send(e.to_string()));
+            }
+            *tag += 1;
+        }
+        let timeout = self.timeout;
+        Ok(async move {
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(_)) => Err(PublishError::ChannelClosed),
+                Err(_) => Err(PublishError::Timeout(timeout)),
+            }
+        })
+    }
+
+    /// Publishes and waits for the confirm.
+    pub async fn publish_confirmed(&self, msg: &Outgoing) -> Result<(), PublishError> {
+        self.publish(msg).await?.await
+    }
+
+    /// Fails every pending confirm (the connection died under us).
+    pub fn fail_all(&self) {
+        self.shared.fail_all();
+    }
+
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared {
+            pending: Mutex::new(Pending::default()),
+            open: AtomicBool::new(true),
+            closed: Arc::new(Notify::new()),
+        })
+    }
+
+    fn wait(s: &Shared, tag: u64) -> oneshot::Receiver<Result<(), PublishError>> {
+        let (tx, rx) = oneshot::channel();
+        s.pending.lock().unwrap().waiters.insert(tag, tx);
+        rx
+    }
+
+    #[test]
+    fn multiple_ack_settles_every_tag_up_to_it() {
+        let s = shared();
+        let mut rx: Vec<_> = (1..=5).map(|t| wait(&s, t)).collect();
+        s.settle(3, true, Ok(()));
+        for r in rx.iter_mut().take(3) {
+            assert!(matches!(r.try_recv(), Ok(Ok(()))));
+        }
+        assert!(rx[3].try_recv().is_err(), "tag 4 must still wait");
+        s.settle(5, false, Err(PublishError::Nacked));
+        assert!(matches!(rx[4].try_recv(), Ok(Err(PublishError::Nacked))));
+        assert!(rx[3].try_recv().is_err());
+        s.fail_all();
+        assert!(matches!(
+            rx[3].try_recv(),
+            Ok(Err(PublishError::ChannelClosed))
+        ));
+    }
+}

@@ -1,0 +1,262 @@
+//! Every metric dop exports, one registry per role so that `--role all`
+//! serves three disjoint /metrics pages.
+
+use prometheus_client::{
+    encoding::{text::encode, EncodeLabelSet},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub service: String,
+    pub method: String,
+    pub path: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpDurationLabels {
+    pub service: String,
+    pub method: String,
+    pub path: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PublishLabels {
+    pub service: String,
+    pub exchange: String,
+    pub routing_key: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConsumeLabels {
+    pub service: String,
+    pub queue: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabels {
+    pub service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    pub service: String,
+    pub queue: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub service: String,
+    pub state: String,
+}
+
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    [
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ]
+    .into_iter()
+}
+
+fn saga_buckets() -> impl Iterator<Item = f64> {
+    [
+        0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+    ]
+    .into_iter()
+}
+
+type HistFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// The metrics of one role.
+pub struct Metrics {
+    pub service: String,
+    registry: Registry,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_duration: HistFamily<HttpDurationLabels>,
+    pub saga_total: Family<StatusLabels, Counter>,
+    pub saga_duration: HistFamily<StatusLabels>,
+    pub published: Family<PublishLabels, Counter>,
+    pub consumed: Family<ConsumeLabels, Counter>,
+    pub outbox_backlog: Family<ServiceLabels, Gauge>,
+    pub outbox_relay_latency: HistFamily<ServiceLabels>,
+    pub dlq_depth: Family<QueueLabels, Gauge>,
+    pub reserve_rejections: Family<ReasonLabels, Counter>,
+    pub db_pool_connections: Family<PoolLabels, Gauge>,
+    pub db_pool_max: Family<ServiceLabels, Gauge>,
+}
+
+impl Metrics {
+    pub fn new(service: &str) -> Self {
+        let mut registry = Registry::default();
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests served",
+            http_requests.clone(),
+        );
+        let http_duration: HistFamily<HttpDurationLabels> =
+            Family::new_with_constructor(|| Histogram::new(latency_buckets()));
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route template",
+            http_duration.clone(),
+        );
+        let saga_total = Family::<StatusLabels, Counter>::default();
+        registry.register(
+            "saga",
+            "Sagas that reached a terminal status",
+            saga_total.clone(),
+        );
+        let saga_duration: HistFamily<StatusLabels> =
+            Family::new_with_constructor(|| Histogram::new(saga_buckets()));
+        registry.register(
+            "saga_duration_seconds",
+            "Time from order accepted to saga terminal",
+            saga_duration.clone(),
+        );
+        let published = Family::<PublishLabels, Counter>::default();
+        registry.register(
+            "messages_published",
+            "Messages confirmed by the broker",
+            published.clone(),
+        );
+        let consumed = Family::<ConsumeLabels, Counter>::default();
+        registry.register(
+            "messages_consumed",
+            "Deliveries handled, by outcome (ack, retry, dead_letter, duplicate)",
+            consumed.clone(),
+        );
+        let outbox_backlog = Family::<ServiceLabels, Gauge>::default();
+        registry.register(
+            "outbox_backlog",
+            "Outbox rows not yet confirmed by the broker",
+            outbox_backlog.clone(),
+        );
+        let outbox_relay_latency: HistFamily<ServiceLabels> =
+            Family::new_with_constructor(|| Histogram::new(latency_buckets()));
+        registry.register(
+            "outbox_relay_latency_seconds",
+            "From outbox commit to broker confirm",
+            outbox_relay_latency.clone(),
+        );
+        let dlq_depth = Family::<QueueLabels, Gauge>::default();
+        registry.register(
+            "dlq_depth",
+            "Messages waiting in a dead-letter queue (sampled)",
+            dlq_depth.clone(),
+        );
+        let reserve_rejections = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "inventory_reserve_rejections",
+            "Reserves rejected, by reason",
+            reserve_rejections.clone(),
+        );
+        let db_pool_connections = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "db_pool_connections",
+            "Database pool connections by state (in_use, idle)",
+            db_pool_connections.clone(),
+        );
+        let db_pool_max = Family::<ServiceLabels, Gauge>::default();
+        registry.register(
+            "db_pool_max",
+            "Database pool size limit",
+            db_pool_max.clone(),
+        );
+        Self {
+            service: service.to_string(),
+            registry,
+            http_requests,
+            http_duration,
+            saga_total,
+            saga_duration,
+            published,
+            consumed,
+            outbox_backlog,
+            outbox_relay_latency,
+            dlq_depth,
+            reserve_rejections,
+            db_pool_connections,
+            db_pool_max,
+        }
+    }
+
+    /// The Prometheus text exposition of this role.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    pub fn consumed(&self, queue: &str, outcome: &str) {
+        self.consumed
+            .get_or_create(&ConsumeLabels {
+                service: self.service.clone(),
+                queue: queue.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn published(&self, exchange: &str, routing_key: &str) {
+        self.published
+            .get_or_create(&PublishLabels {
+                service: self.service.clone(),
+                exchange: exchange.to_string(),
+                routing_key: routing_key.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn service_labels(&self) -> ServiceLabels {
+        ServiceLabels {
+            service: self.service.clone(),
+        }
+    }
+
+    /// Samples the pool's state into the pool gauges.
+    pub fn observe_pool(&self, status: deadpool::Status) {
+        let in_use = status.size.saturating_sub(status.available) as i64;
+        for (state, v) in [("in_use", in_use), ("idle", status.available as i64)] {
+            self.db_pool_connections
+                .get_or_create(&PoolLabels {
+                    service: self.service.clone(),
+                    state: state.into(),
+                })
+                .set(v);
+        }
+        self.db_pool_max
+            .get_or_create(&self.service_labels())
+            .set(status.max_size as i64);
+    }
+}
+
+/// Every metric family name a scrape can show (used by the dashboard test).
+pub const EXPORTED: &[&str] = &[
+    "http_requests_total",
+    "http_request_duration_seconds",
+    "saga_total",
+    "saga_duration_seconds",
+    "messages_published_total",
+    "messages_consumed_total",
+    "outbox_backlog",
+    "outbox_relay_latency_seconds",
+    "dlq_depth",
+    "inventory_reserve_rejections_total",
+    "db_pool_connections",
+    "db_pool_max",
+];

@@ -1,0 +1,362 @@
+//! Reserve and release, each one transaction with its log row and its
+//! outbox event. A reserve is a single conditional UPDATE (never oversells,
+//! needs no retry budget under contention); the log's unique key
+//! `(order_id, action)` makes repeated commands re-emit the recorded outcome,
+//! and a reserve that arrives after its release is rejected.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
+
+use super::schema::{inventories, inventory_logs};
+use crate::{
+    app::AppState,
+    db,
+    messaging::{
+        consumer::{Delivery, Handler, Outcome},
+        contracts::{InventoryCommand, InventoryResult, Message},
+        outbox, OutboxMessage,
+    },
+    observability::metrics::ReasonLabels,
+};
+
+pub const RESERVE: &str = "RESERVE";
+pub const RELEASE: &str = "RELEASE";
+
+pub struct InventoryHandler {
+    pub ctx: AppState,
+}
+
+#[derive(Clone, Debug, Queryable)]
+struct LogRow {
+    action: String,
+    success: bool,
+    reason: Option<String>,
+}
+
+enum TxError {
+    /// The order already has log rows: roll back and decide from them.
+    Logged(Vec<LogRow>),
+    Db(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for TxError {
+    fn from(e: diesel::result::Error) -> Self {
+        TxError::Db(e)
+    }
+}
+
+fn result(cmd: &InventoryCommand, success: bool, reason: Option<String>) -> InventoryResult {
+    InventoryResult {
+        saga_id: cmd.saga_id.clone(),
+        order_id: cmd.order_id.clone(),
+        product_id: cmd.product_id,
+        quantity: cmd.quantity,
+        success,
+        reason,
+    }
+}
+
+async fn logs_of(conn: &mut AsyncMysqlConnection, order_id: &str) -> QueryResult<Vec<LogRow>> {
+    inventory_logs::table
+        .filter(inventory_logs::order_id.eq(order_id))
+        .select((
+            inventory_logs::action,
+            inventory_logs::success,
+            inventory_logs::reason,
+        ))
+        .load(conn)
+        .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_log(
+    conn: &mut AsyncMysqlConnection,
+    cmd: &InventoryCommand,
+    action: &str,
+    quantity: i32,
+    success: bool,
+    reason: Option<&str>,
+    message_id: &str,
+) -> QueryResult<usize> {
+    diesel::insert_into(inventory_logs::table)
+        .values((
+            inventory_logs::order_id.eq(&cmd.order_id),
+            inventory_logs::saga_id.eq(&cmd.saga_id),
+            inventory_logs::product_id.eq(cmd.product_id),
+            inventory_logs::action.eq(action),
+            inventory_logs::quantity.eq(quantity),
+            inventory_logs::success.eq(success),
+            inventory_logs::reason.eq(reason),
+            inventory_logs::message_id.eq(message_id),
+        ))
+        .execute(conn)
+        .await
+}
+
+/// One attempt at a reserve. Returns the event to publish.
+async fn reserve_once(
+    conn: &mut AsyncMysqlConnection,
+    cmd: &InventoryCommand,
+    d: &Delivery,
+) -> Result<(Vec<OutboxMessage>, Option<&'static str>), diesel::result::Error> {
+    let now = chrono::Utc::now().naive_utc();
+    let r = conn
+        .transaction::<_, TxError, _>(async |conn| {
+            // Locks the product row whether or not the condition holds, so
+            // the log read below sees every earlier reserve/release of it.
+            let moved = diesel::update(
+                inventories::table
+                    .find(cmd.product_id)
+                    .filter(inventories::available_qty.ge(cmd.quantity)),
+            )
+            .set((
+                inventories::available_qty.eq(inventories::available_qty - cmd.quantity),
+                inventories::reserved_qty.eq(inventories::reserved_qty + cmd.quantity),
+                inventories::version.eq(inventories::version + 1),
+                inventories::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .await?;
+            let logs = logs_of(conn, &cmd.order_id).await?;
+            if !logs.is_empty() {
+                return Err(TxError::Logged(logs));
+            }
+            let (success, reason, label) = if moved == 1 {
+                (true, None, None)
+            } else {
+                let exists: Option<i32> = inventories::table
+                    .find(cmd.product_id)
+                    .select(inventories::available_qty)
+                    .first(conn)
+                    .await
+                    .optional()?;
+                match exists {
+                    Some(avail) => (
+                        false,
+                        Some(format!(
+                            "insufficient stock: {avail} available, {} requested",
+                            cmd.quantity
+                        )),
+                        Some("insufficient_stock"),
+                    ),
+                    None => (
+                        false,
+                        Some(format!("product {} not found", cmd.product_id)),
+                        Some("product_not_found"),
+                    ),
+                }
+            };
+            insert_log(
+                conn,
+                cmd,
+                RESERVE,
+                cmd.quantity,
+                success,
+                reason.as_deref(),
+                &d.message_id,
+            )
+            .await?;
+            let msgs = vec![OutboxMessage::new(
+                &Message::Reserved(result(cmd, success, reason)),
+                &d.trace_id,
+            )];
+            outbox::insert(conn, &msgs).await?;
+            Ok((msgs, label))
+        })
+        .await;
+    match r {
+        Ok(v) => Ok(v),
+        Err(TxError::Db(e)) => Err(e),
+        Err(TxError::Logged(logs)) => {
+            // Rolled back. Re-emit the recorded outcome, or reject a reserve
+            // whose order was already released.
+            if let Some(prev) = logs.iter().find(|l| l.action == RESERVE) {
+                tracing::info!(order_id = %cmd.order_id, "repeated reserve: re-emitting the recorded outcome");
+                let msgs = vec![OutboxMessage::new(
+                    &Message::Reserved(result(cmd, prev.success, prev.reason.clone())),
+                    &d.trace_id,
+                )];
+                emit_only(conn, &msgs).await?;
+                return Ok((msgs, None));
+            }
+            let reason = "order already released; late reserve rejected".to_string();
+            let msgs = vec![OutboxMessage::new(
+                &Message::Reserved(result(cmd, false, Some(reason.clone()))),
+                &d.trace_id,
+            )];
+            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                insert_log(
+                    conn,
+                    cmd,
+                    RESERVE,
+                    cmd.quantity,
+                    false,
+                    Some(&reason),
+                    &d.message_id,
+                )
+                .await?;
+                outbox::insert(conn, &msgs).await
+            })
+            .await?;
+            Ok((msgs, Some("already_released")))
+        }
+    }
+}
+
+async fn emit_only(conn: &mut AsyncMysqlConnection, msgs: &[OutboxMessage]) -> QueryResult<()> {
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| outbox::insert(conn, msgs).await)
+        .await
+}
+
+/// One attempt at a release.
+async fn release_once(
+    conn: &mut AsyncMysqlConnection,
+    cmd: &InventoryCommand,
+    d: &Delivery,
+) -> Result<Vec<OutboxMessage>, diesel::result::Error> {
+    let now = chrono::Utc::now().naive_utc();
+    let r = conn
+        .transaction::<_, TxError, _>(async |conn| {
+            let moved = diesel::update(
+                inventories::table
+                    .find(cmd.product_id)
+                    .filter(inventories::reserved_qty.ge(cmd.quantity)),
+            )
+            .set((
+                inventories::available_qty.eq(inventories::available_qty + cmd.quantity),
+                inventories::reserved_qty.eq(inventories::reserved_qty - cmd.quantity),
+                inventories::version.eq(inventories::version + 1),
+                inventories::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .await?;
+            let logs = logs_of(conn, &cmd.order_id).await?;
+            let reserved = logs.iter().any(|l| l.action == RESERVE && l.success);
+            let released = logs.iter().any(|l| l.action == RELEASE);
+            if released || !reserved || moved == 0 {
+                return Err(TxError::Logged(logs));
+            }
+            insert_log(conn, cmd, RELEASE, cmd.quantity, true, None, &d.message_id).await?;
+            let msgs = vec![OutboxMessage::new(
+                &Message::Released(result(cmd, true, None)),
+                &d.trace_id,
+            )];
+            outbox::insert(conn, &msgs).await?;
+            Ok(msgs)
+        })
+        .await;
+    match r {
+        Ok(m) => Ok(m),
+        Err(TxError::Db(e)) => Err(e),
+        Err(TxError::Logged(logs)) => {
+            if let Some(prev) = logs.iter().find(|l| l.action == RELEASE) {
+                tracing::info!(order_id = %cmd.order_id, "repeated release: re-emitting the recorded outcome");
+                let msgs = vec![OutboxMessage::new(
+                    &Message::Released(result(cmd, prev.success, prev.reason.clone())),
+                    &d.trace_id,
+                )];
+                emit_only(conn, &msgs).await?;
+                return Ok(msgs);
+            }
+            let reserved = logs.iter().any(|l| l.action == RESERVE && l.success);
+            // Nothing reserved: record a release of nothing, so a reserve
+            // arriving later is rejected and stock never leaks.
+            let (qty, success, reason) = if reserved {
+                (
+                    cmd.quantity,
+                    false,
+                    "reserved stock is lower than the release; needs an operator".to_string(),
+                )
+            } else {
+                (0, true, "nothing was reserved for this order".to_string())
+            };
+            tracing::warn!(order_id = %cmd.order_id, reason = %reason, "release without a matching reserve");
+            let msgs = vec![OutboxMessage::new(
+                &Message::Released(result(cmd, success, Some(reason.clone()))),
+                &d.trace_id,
+            )];
+            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                insert_log(
+                    conn,
+                    cmd,
+                    RELEASE,
+                    qty,
+                    success,
+                    Some(&reason),
+                    &d.message_id,
+                )
+                .await?;
+                outbox::insert(conn, &msgs).await
+            })
+            .await?;
+            Ok(msgs)
+        }
+    }
+}
+
+impl InventoryHandler {
+    async fn run(
+        &self,
+        d: &Delivery,
+        msg: &Message,
+    ) -> Result<(Vec<OutboxMessage>, Option<&'static str>), diesel::result::Error> {
+        let mut conn = self.ctx.pool.get().await.map_err(|e| {
+            diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::ClosedConnection,
+                Box::new(e.to_string()),
+            )
+        })?;
+        match msg {
+            Message::Reserve(cmd) => reserve_once(&mut conn, cmd, d).await,
+            Message::Release(cmd) => release_once(&mut conn, cmd, d).await.map(|m| (m, None)),
+            _ => Ok((Vec::new(), None)),
+        }
+    }
+}
+
+#[async_trait]
+impl Handler for InventoryHandler {
+    async fn handle(&self, d: &Delivery) -> Outcome {
+        let msg = match Message::parse(&d.routing_key, &d.body) {
+            Ok(m @ (Message::Reserve(_) | Message::Release(_))) => m,
+            Ok(other) => {
+                return Outcome::DeadLetter(format!(
+                    "{} does not belong on inventory.commands",
+                    other.routing_key()
+                ))
+            }
+            Err(e) => return Outcome::DeadLetter(e.to_string()),
+        };
+        // Transient database errors (deadlock, lock wait timeout) are retried
+        // here up to INVENTORY_RESERVE_MAX_RETRIES; contention alone never
+        // needs it, since the reserve is one conditional UPDATE.
+        let budget = self.ctx.config.inventory.reserve_max_retries;
+        let mut attempt = 0;
+        loop {
+            match self.run(d, &msg).await {
+                Ok((msgs, rejected)) => {
+                    if let Some(reason) = rejected {
+                        self.ctx
+                            .metrics
+                            .reserve_rejections
+                            .get_or_create(&ReasonLabels {
+                                reason: reason.into(),
+                            })
+                            .inc();
+                    }
+                    self.ctx.outbox.enqueue(msgs);
+                    tracing::info!(order_id = %msg.order_id(), saga_id = %msg.saga_id(), command = msg.routing_key(), "inventory command handled");
+                    return Outcome::Ack;
+                }
+                Err(e) if db::is_contention(&e) && attempt < budget => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis((5 * attempt as u64).min(200))).await;
+                }
+                Err(e) => return Outcome::Retry(e.to_string()),
+            }
+        }
+    }
+}

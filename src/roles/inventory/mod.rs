@@ -1,0 +1,20 @@
+//! The inventory role: stock levels over HTTP, and the reserve/release
+//! commands from `inventory.commands`.
+
+pub mod commands;
+pub mod routes;
+pub mod schema;
+pub mod stock;
+
+use std::sync::Arc;
+
+use crate::{app::AppState, messaging::topology};
+
+pub use routes::router;
+
+pub fn register(ctx: &AppState) {
+    ctx.broker.consume(
+        topology::INVENTORY_COMMANDS,
+        Arc::new(commands::InventoryHandler { ctx: ctx.clone() }),
+    );
+}

@@ -1,0 +1,119 @@
+//! Stock levels: create, read, set. Only these change
+//! `available_qty + reserved_qty`.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde::{Deserialize, Serialize};
+
+use super::schema::inventories;
+use crate::{
+    app::Ctx,
+    db,
+    domain::{MAX_ID, MAX_QTY},
+    http::ApiError,
+};
+
+#[derive(Clone, Debug, Queryable, Selectable, Serialize)]
+#[diesel(table_name = inventories)]
+#[diesel(check_for_backend(diesel::mysql::Mysql))]
+pub struct Inventory {
+    pub product_id: i64,
+    pub available_qty: i32,
+    pub reserved_qty: i32,
+    pub version: i64,
+    #[serde(serialize_with = "utc")]
+    pub created_at: NaiveDateTime,
+    #[serde(serialize_with = "utc")]
+    pub updated_at: NaiveDateTime,
+}
+
+fn utc<S: serde::Serializer>(t: &NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(
+        &t.and_utc()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CreateInventory {
+    pub product_id: i64,
+    pub available_qty: i64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SetInventory {
+    pub available_qty: i64,
+}
+
+fn qty(v: i64) -> Result<i32, ApiError> {
+    if (0..=MAX_QTY).contains(&v) {
+        Ok(v as i32)
+    } else {
+        Err(ApiError::invalid(format!(
+            "available_qty must be between 0 and {MAX_QTY}"
+        )))
+    }
+}
+
+pub async fn get(ctx: &Ctx, product_id: i64) -> Result<Inventory, ApiError> {
+    let mut conn = ctx.pool.get().await?;
+    inventories::table
+        .find(product_id)
+        .select(Inventory::as_select())
+        .first(&mut conn)
+        .await
+        .optional()?
+        .ok_or_else(|| ApiError::not_found(format!("product {product_id} not found")))
+}
+
+pub async fn create(ctx: &Ctx, body: CreateInventory) -> Result<Inventory, ApiError> {
+    if !(1..=MAX_ID).contains(&body.product_id) {
+        return Err(ApiError::invalid(format!(
+            "product_id must be between 1 and {MAX_ID}"
+        )));
+    }
+    let available = qty(body.available_qty)?;
+    let mut conn = ctx.pool.get().await?;
+    let r = diesel::insert_into(inventories::table)
+        .values((
+            inventories::product_id.eq(body.product_id),
+            inventories::available_qty.eq(available),
+            inventories::reserved_qty.eq(0),
+            inventories::version.eq(1),
+        ))
+        .execute(&mut conn)
+        .await;
+    match r {
+        Ok(_) => {}
+        Err(e) if db::is_duplicate(&e) => {
+            return Err(ApiError::conflict(format!(
+                "product {} already exists; use PUT /inventory/{} to change its stock",
+                body.product_id, body.product_id
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    drop(conn);
+    get(ctx, body.product_id).await
+}
+
+pub async fn set(ctx: &Ctx, product_id: i64, body: SetInventory) -> Result<Inventory, ApiError> {
+    let available = qty(body.available_qty)?;
+    let mut conn = ctx.pool.get().await?;
+    let n = diesel::update(inventories::table.find(product_id))
+        .set((
+            inventories::available_qty.eq(available),
+            inventories::version.eq(inventories::version + 1),
+            inventories::updated_at.eq(chrono::Utc::now().naive_utc()),
+        ))
+        .execute(&mut conn)
+        .await?;
+    if n == 0 {
+        return Err(ApiError::not_found(format!(
+            "product {product_id} not found"
+        )));
+    }
+    drop(conn);
+    get(ctx, product_id).await
+}

@@ -1,0 +1,27 @@
+//! The order role: the HTTP API for orders and sagas, and the saga
+//! orchestrator that consumes `order.events`.
+
+pub mod admin;
+pub mod model;
+pub mod orchestrator;
+pub mod orders;
+pub mod recovery;
+pub mod routes;
+pub mod schema;
+
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+
+use crate::{app::AppState, messaging::topology};
+
+pub use routes::router;
+
+/// Registers the orchestrator's consumer and starts the recovery loop.
+pub fn register(ctx: &AppState, tasks: &mut Vec<JoinHandle<()>>) {
+    ctx.broker.consume(
+        topology::ORDER_EVENTS,
+        Arc::new(orchestrator::Orchestrator { ctx: ctx.clone() }),
+    );
+    tasks.push(tokio::spawn(recovery::run(ctx.clone())));
+}

@@ -1,0 +1,140 @@
+//! Rows of orders_db and their JSON views.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use super::schema::{orders, saga_events, saga_states};
+use crate::domain::Money;
+
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = orders)]
+#[diesel(check_for_backend(diesel::mysql::Mysql))]
+pub struct OrderRow {
+    pub id: String,
+    pub saga_id: String,
+    pub user_id: i64,
+    pub product_id: i64,
+    pub quantity: i32,
+    pub total_amount: Decimal,
+    pub status: String,
+    pub idempotency_key: Option<String>,
+    pub trace_id: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = saga_states)]
+#[diesel(check_for_backend(diesel::mysql::Mysql))]
+pub struct SagaRow {
+    pub saga_id: String,
+    pub order_id: String,
+    pub status: String,
+    pub current_step: String,
+    pub failure_reason: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Clone, Debug, Insertable)]
+#[diesel(table_name = saga_events)]
+pub struct NewSagaEvent {
+    pub saga_id: String,
+    pub event: String,
+    pub from_status: Option<String>,
+    pub from_step: Option<String>,
+    pub to_status: String,
+    pub to_step: String,
+    pub message_id: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, Queryable, Selectable, Serialize)]
+#[diesel(table_name = saga_events)]
+#[diesel(check_for_backend(diesel::mysql::Mysql))]
+pub struct SagaEventRow {
+    pub id: i64,
+    #[serde(skip)]
+    pub saga_id: String,
+    pub event: String,
+    pub from_status: Option<String>,
+    pub from_step: Option<String>,
+    pub to_status: String,
+    pub to_step: String,
+    pub message_id: Option<String>,
+    pub reason: Option<String>,
+    #[serde(serialize_with = "utc")]
+    pub created_at: NaiveDateTime,
+}
+
+/// DATETIMEs are UTC (diesel-async sets the session time zone).
+pub fn utc<S: serde::Serializer>(t: &NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(
+        &t.and_utc()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
+}
+
+#[derive(Serialize)]
+pub struct OrderView {
+    pub id: String,
+    pub order_id: String,
+    pub saga_id: String,
+    pub user_id: i64,
+    pub product_id: i64,
+    pub quantity: i32,
+    pub total_amount: Money,
+    pub status: String,
+    #[serde(serialize_with = "utc")]
+    pub created_at: NaiveDateTime,
+    #[serde(serialize_with = "utc")]
+    pub updated_at: NaiveDateTime,
+}
+
+impl From<&OrderRow> for OrderView {
+    fn from(o: &OrderRow) -> Self {
+        Self {
+            id: o.id.clone(),
+            order_id: o.id.clone(),
+            saga_id: o.saga_id.clone(),
+            user_id: o.user_id,
+            product_id: o.product_id,
+            quantity: o.quantity,
+            total_amount: Money::from_db(o.total_amount),
+            status: o.status.clone(),
+            created_at: o.created_at,
+            updated_at: o.updated_at,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct SagaView {
+    pub saga_id: String,
+    pub order_id: String,
+    pub status: String,
+    pub current_step: String,
+    pub failure_reason: Option<String>,
+    #[serde(serialize_with = "utc")]
+    pub created_at: NaiveDateTime,
+    #[serde(serialize_with = "utc")]
+    pub updated_at: NaiveDateTime,
+    pub age_seconds: i64,
+}
+
+impl From<&SagaRow> for SagaView {
+    fn from(s: &SagaRow) -> Self {
+        Self {
+            saga_id: s.saga_id.clone(),
+            order_id: s.order_id.clone(),
+            status: s.status.clone(),
+            current_step: s.current_step.clone(),
+            failure_reason: s.failure_reason.clone(),
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+            age_seconds: (chrono::Utc::now().naive_utc() - s.created_at).num_seconds(),
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! The saga orchestrator: consumes `order.events`, applies the pure
+//! transition, and writes the saga, the order, the timeline row and the
+//! next command in one transaction (after recording the message id, so a
+//! redelivered event is a no-op).
+
+use async_trait::async_trait;
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
+
+use super::{
+    model::{NewSagaEvent, OrderRow, SagaRow},
+    schema::{orders, processed_events, saga_events, saga_states},
+};
+use crate::{
+    app::AppState,
+    db,
+    domain::Money,
+    messaging::{
+        consumer::{Delivery, Handler, Outcome},
+        contracts::{InventoryCommand, Message, PaymentCommand},
+        outbox, OutboxMessage,
+    },
+    observability::metrics::StatusLabels,
+    saga::{self, Command, Event, SagaStatus, SagaStep},
+};
+
+pub struct Orchestrator {
+    pub ctx: AppState,
+}
+
+/// The message that carries `cmd` for this order.
+pub fn command_message(cmd: Command, order: &OrderRow) -> Message {
+    let inv = || InventoryCommand {
+        saga_id: order.saga_id.clone(),
+        order_id: order.id.clone(),
+        product_id: order.product_id,
+        quantity: order.quantity,
+    };
+    match cmd {
+        Command::Reserve => Message::Reserve(inv()),
+        Command::Release => Message::Release(inv()),
+        Command::ProcessPayment => Message::ProcessPayment(PaymentCommand {
+            saga_id: order.saga_id.clone(),
+            order_id: order.id.clone(),
+            amount: Money::from_db(order.total_amount),
+        }),
+    }
+}
+
+/// What one event did to its saga.
+enum Applied {
+    Duplicate,
+    Stale,
+    UnknownSaga,
+    Moved {
+        msgs: Vec<OutboxMessage>,
+        terminal: Option<(SagaStatus, f64)>,
+    },
+}
+
+#[derive(Debug)]
+enum TxError {
+    Duplicate,
+    UnknownSaga,
+    Db(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for TxError {
+    fn from(e: diesel::result::Error) -> Self {
+        TxError::Db(e)
+    }
+}
+
+/// Loads the saga (locked) and its order.
+pub async fn lock_saga(
+    conn: &mut AsyncMysqlConnection,
+    saga_id: &str,
+) -> QueryResult<Option<(SagaRow, OrderRow)>> {
+    saga_states::table
+        .inner_join(orders::table)
+        .filter(saga_states::saga_id.eq(saga_id))
+        .select((SagaRow::as_select(), OrderRow::as_select()))
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Writes a transition: saga, order, timeline, next command.
+#[allow(clippy::too_many_arguments)]
+pub async fn write_transition(
+    conn: &mut AsyncMysqlConnection,
+    saga: &SagaRow,
+    order: &OrderRow,
+    to_status: SagaStatus,
+    to_step: SagaStep,
+    order_status: &str,
+    event_name: &str,
+    message_id: Option<String>,
+    reason: Option<String>,
+    msgs: &[OutboxMessage],
+) -> QueryResult<()> {
+    let now = chrono::Utc::now().naive_utc();
+    let failure_reason = if matches!(to_status, SagaStatus::Failed | SagaStatus::Compensating) {
+        reason.clone().or(saga.failure_reason.clone())
+    } else {
+        saga.failure_reason.clone()
+    };
+    diesel::update(saga_states::table.find(&saga.saga_id))
+        .set((
+            saga_states::status.eq(to_status.as_str()),
+            saga_states::current_step.eq(to_step.as_str()),
+            saga_states::failure_reason.eq(failure_reason.map(|r| truncate(&r, 255))),
+            saga_states::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .await?;
+    if order.status != order_status {
+        diesel::update(orders::table.find(&order.id))
+            .set((orders::status.eq(order_status), orders::updated_at.eq(now)))
+            .execute(conn)
+            .await?;
+    }
+    diesel::insert_into(saga_events::table)
+        .values(&NewSagaEvent {
+            saga_id: saga.saga_id.clone(),
+            event: event_name.into(),
+            from_status: Some(saga.status.clone()),
+            from_step: Some(saga.current_step.clone()),
+            to_status: to_status.as_str().into(),
+            to_step: to_step.as_str().into(),
+            message_id,
+            reason: reason.map(|r| truncate(&r, 255)),
+        })
+        .execute(conn)
+        .await?;
+    outbox::insert(conn, msgs).await
+}
+
+pub fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+impl Orchestrator {
+    async fn apply(
+        &self,
+        d: &Delivery,
+        saga_id: &str,
+        event: Event,
+        reason: Option<String>,
+    ) -> Result<Applied, diesel::result::Error> {
+        let mut conn = match self.ctx.pool.get().await {
+            Ok(c) => c,
+            Err(e) => {
+                return Err(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::ClosedConnection,
+                    Box::new(e.to_string()),
+                ))
+            }
+        };
+        let message_id = d.message_id.clone();
+        let trace_id = d.trace_id.clone();
+        let r = conn
+            .transaction::<_, TxError, _>(async |conn| {
+                let inserted = diesel::insert_into(processed_events::table)
+                    .values(processed_events::message_id.eq(&message_id))
+                    .execute(conn)
+                    .await;
+                match inserted {
+                    Err(e) if db::is_duplicate(&e) => return Err(TxError::Duplicate),
+                    Err(e) => return Err(e.into()),
+                    Ok(_) => {}
+                }
+                let Some((saga, order)) = lock_saga(conn, saga_id).await? else {
+                    // Roll back, so a redrive after the fact is processed.
+                    return Err(TxError::UnknownSaga);
+                };
+                let (Some(status), Some(step)) = (
+                    SagaStatus::parse(&saga.status),
+                    SagaStep::parse(&saga.current_step),
+                ) else {
+                    return Ok(Applied::Stale);
+                };
+                let Some(t) = saga::transition(status, step, event) else {
+                    return Ok(Applied::Stale);
+                };
+                let msgs: Vec<OutboxMessage> = t
+                    .command
+                    .map(|c| OutboxMessage::new(&command_message(c, &order), &trace_id))
+                    .into_iter()
+                    .collect();
+                write_transition(
+                    conn,
+                    &saga,
+                    &order,
+                    t.status,
+                    t.step,
+                    t.order.as_str(),
+                    event.name(),
+                    Some(message_id.clone()),
+                    reason.clone(),
+                    &msgs,
+                )
+                .await?;
+                let terminal = t.status.is_terminal().then(|| {
+                    let secs = (chrono::Utc::now().naive_utc() - saga.created_at)
+                        .num_microseconds()
+                        .unwrap_or(0) as f64
+                        / 1e6;
+                    (t.status, secs.max(0.0))
+                });
+                Ok(Applied::Moved { msgs, terminal })
+            })
+            .await;
+        match r {
+            Ok(a) => Ok(a),
+            Err(TxError::Duplicate) => Ok(Applied::Duplicate),
+            Err(TxError::UnknownSaga) => Ok(Applied::UnknownSaga),
+            Err(TxError::Db(e)) => Err(e),
+        }
+    }
+}
+
+#[async_trait]
+impl Handler for Orchestrator {
+    async fn handle(&self, d: &Delivery) -> Outcome {
+        let msg = match Message::parse(&d.routing_key, &d.body) {
+            Ok(m) => m,
+            Err(e) => return Outcome::DeadLetter(e.to_string()),
+        };
+        let (event, reason) = match &msg {
+            Message::Reserved(r) => (
+                Event::InventoryReserved { success: r.success },
+                r.reason.clone(),
+            ),
+            Message::Released(r) => (
+                Event::InventoryReleased { success: r.success },
+                r.reason.clone(),
+            ),
+            Message::PaymentProcessed(r) => (
+                Event::PaymentProcessed { success: r.success },
+                r.reason.clone(),
+            ),
+            other => {
+                return Outcome::DeadLetter(format!(
+                    "{} is a command, not an event",
+                    other.routing_key()
+                ))
+            }
+        };
+        let saga_id = msg.saga_id().to_string();
+        match self.apply(d, &saga_id, event, reason).await {
+            Ok(Applied::Duplicate) => {
+                tracing::info!(saga_id = %saga_id, "duplicate event ignored");
+                Outcome::Duplicate
+            }
+            Ok(Applied::Stale) => {
+                tracing::info!(saga_id = %saga_id, event = event.name(), "stale event for this saga state; ignored");
+                Outcome::Ack
+            }
+            Ok(Applied::UnknownSaga) => Outcome::DeadLetter(format!("no saga {saga_id}")),
+            Ok(Applied::Moved { msgs, terminal }) => {
+                self.ctx.outbox.enqueue(msgs);
+                tracing::info!(saga_id = %saga_id, order_id = %msg.order_id(), event = event.name(), "saga moved");
+                if let Some((status, secs)) = terminal {
+                    let labels = StatusLabels {
+                        status: status.as_str().into(),
+                    };
+                    self.ctx.metrics.saga_total.get_or_create(&labels).inc();
+                    self.ctx
+                        .metrics
+                        .saga_duration
+                        .get_or_create(&labels)
+                        .observe(secs);
+                }
+                Outcome::Ack
+            }
+            Err(e) if db::is_retryable(&e) => Outcome::Retry(e.to_string()),
+            Err(e) => {
+                tracing::error!(error = %e, saga_id = %saga_id, "event handling failed");
+                Outcome::Retry(e.to_string())
+            }
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! HTTP routes of the order role: thin handlers that parse, call one
+//! function and map the result.
+
+use axum::{
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Extension, Json, Router,
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{admin, model::OrderView, orders};
+use crate::{
+    app::AppState,
+    http::{middleware::TraceId, require_admin, uuid_param, ApiError, ApiJson, IdempotencyKey},
+    saga::SagaStatus,
+};
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/orders", post(create_order).get(list_orders))
+        .route("/orders/{id}", get(get_order))
+        .route("/admin/sagas", get(list_sagas))
+        .route("/admin/sagas/{saga_id}", get(show_saga))
+        .route("/admin/sagas/{saga_id}/retry", post(retry_saga))
+        .with_state(state)
+}
+
+#[tracing::instrument(skip_all)]
+async fn create_order(
+    State(s): State<AppState>,
+    Extension(trace): Extension<TraceId>,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(body): ApiJson<orders::CreateOrder>,
+) -> Result<Response, ApiError> {
+    let new = orders::NewOrder::try_from(body)?;
+    let placed = orders::place(&s, new, key, &trace.0).await?;
+    let o = &placed.order;
+    let body = Json(json!({ "order_id": o.id, "saga_id": o.saga_id, "status": o.status }));
+    let mut resp = (StatusCode::CREATED, body).into_response();
+    if !placed.created {
+        resp.headers_mut().insert(
+            "idempotent-replayed",
+            "true".parse().map_err(ApiError::internal)?,
+        );
+    }
+    Ok(resp)
+}
+
+async fn get_order(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<OrderView>, ApiError> {
+    let id = uuid_param("order id", &id)?;
+    let o = orders::get(&s, &id).await?;
+    Ok(Json(OrderView::from(&o)))
+}
+
+#[derive(Deserialize)]
+struct ListOrders {
+    user_id: Option<String>,
+    limit: Option<String>,
+}
+
+fn parse_limit(v: Option<&str>) -> Result<i64, ApiError> {
+    match v {
+        None => Ok(100),
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::invalid("limit must be an integer between 1 and 1000")),
+    }
+}
+
+async fn list_orders(
+    State(s): State<AppState>,
+    Query(q): Query<ListOrders>,
+) -> Result<Json<Vec<OrderView>>, ApiError> {
+    let user_id = q
+        .user_id
+        .as_deref()
+        .ok_or_else(|| ApiError::invalid("user_id query parameter is required"))
+        .and_then(|v| crate::http::id_param("user_id", v))?;
+    let limit = parse_limit(q.limit.as_deref())?;
+    let rows = orders::list_by_user(&s, user_id, limit).await?;
+    Ok(Json(rows.iter().map(OrderView::from).collect()))
+}
+
+#[derive(Deserialize)]
+struct ListSagas {
+    status: Option<String>,
+    limit: Option<String>,
+    before: Option<String>,
+}
+
+async fn list_sagas(
+    State(s): State<AppState>,
+    Query(q): Query<ListSagas>,
+) -> Result<Json<admin::SagaList>, ApiError> {
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(v) => Some(SagaStatus::parse(&v.to_ascii_uppercase()).ok_or_else(|| {
+            ApiError::invalid(
+                "status must be one of IN_PROGRESS, COMPENSATING, COMPLETED, COMPENSATED, FAILED",
+            )
+        })?),
+    };
+    let limit = parse_limit(q.limit.as_deref())?;
+    let before = q
+        .before
+        .as_deref()
+        .map(|b| uuid_param("before", b))
+        .transpose()?;
+    Ok(Json(admin::list(&s, status, limit, before).await?))
+}
+
+async fn show_saga(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<admin::SagaDetail>, ApiError> {
+    let id = uuid_param("saga id", &id)?;
+    Ok(Json(admin::show(&s, &id).await?))
+}
+
+async fn retry_saga(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    require_admin(&headers, &s.config.admin.token)?;
+    let id = uuid_param("saga id", &id)?;
+    let r = admin::retry(&s, &id).await?;
+    Ok((StatusCode::ACCEPTED, Json(r)).into_response())
+}

@@ -1,0 +1,19 @@
+//! The payment role: charges orders on `payment.process` (declining at
+//! PAYMENT_FAILURE_RATE) and shows payments over HTTP.
+
+pub mod charge;
+pub mod routes;
+pub mod schema;
+
+use std::sync::Arc;
+
+use crate::{app::AppState, messaging::topology};
+
+pub use routes::router;
+
+pub fn register(ctx: &AppState) {
+    ctx.broker.consume(
+        topology::PAYMENT_COMMANDS,
+        Arc::new(charge::PaymentHandler { ctx: ctx.clone() }),
+    );
+}

@@ -1,0 +1,21 @@
+//! Tables of payments_db.
+
+diesel::table! {
+    payments (id) {
+        id -> BigInt,
+        order_id -> Varchar,
+        saga_id -> Varchar,
+        amount -> Numeric,
+        status -> Varchar,
+        tx_id -> Nullable<Varchar>,
+        reason -> Nullable<Varchar>,
+        created_at -> Datetime,
+    }
+}
+
+diesel::table! {
+    processed_events (message_id) {
+        message_id -> Varchar,
+        processed_at -> Datetime,
+    }
+}
