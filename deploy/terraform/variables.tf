@@ -1,0 +1,198 @@
+variable "project" {
+  description = "Name prefix of every resource (ECR repository, cluster, services, secrets)."
+  type        = string
+  default     = "dop"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,14}$", var.project))
+    error_message = "project must be 2-15 lower-case letters, digits or dashes, starting with a letter (it prefixes names with length limits, e.g. target groups)."
+  }
+}
+
+variable "environment" {
+  description = "Environment tag value."
+  type        = string
+  default     = "demo"
+}
+
+variable "aws_region" {
+  description = "AWS region to deploy into."
+  type        = string
+  default     = "us-east-1"
+}
+
+variable "tags" {
+  description = "Extra tags for every resource."
+  type        = map(string)
+  default     = {}
+}
+
+# ---------------------------------------------------------------- network ---
+
+variable "vpc_cidr" {
+  description = "CIDR of the VPC; public and private /24 subnets are carved from it in two AZs."
+  type        = string
+  default     = "10.40.0.0/16"
+}
+
+variable "availability_zones" {
+  description = "The two AZs to use. Empty: the region's \"a\" and \"b\" zones."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = length(var.availability_zones) == 0 || length(var.availability_zones) == 2
+    error_message = "availability_zones takes exactly two zone names (or none)."
+  }
+}
+
+variable "allowed_ingress_cidrs" {
+  description = "IPv4 CIDRs allowed to reach the load balancer (HTTP, and HTTPS when certificate_arn is set)."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+}
+
+variable "certificate_arn" {
+  description = "ACM certificate ARN for an HTTPS listener. Empty: the ALB serves plain HTTP on port 80 only."
+  type        = string
+  default     = ""
+}
+
+variable "enable_flow_logs" {
+  description = "Send VPC flow logs (rejected traffic only) to CloudWatch Logs."
+  type        = bool
+  default     = true
+}
+
+# -------------------------------------------------------------- the image ---
+
+variable "image_tag" {
+  description = "Tag of the dop image in the ECR repository; deploy.sh passes the tag build-and-push.sh pushed (the git commit). Required for every apply that creates the services."
+  type        = string
+  default     = ""
+}
+
+variable "ecr_keep_images" {
+  description = "How many images the ECR lifecycle policy keeps."
+  type        = number
+  default     = 20
+}
+
+# ------------------------------------------------------------ ECS services ---
+
+variable "task_cpu" {
+  description = "Fargate CPU units per task (256 = 0.25 vCPU)."
+  type        = number
+  default     = 256
+}
+
+variable "task_memory" {
+  description = "Fargate memory per task, MiB."
+  type        = number
+  default     = 512
+}
+
+variable "desired_count" {
+  description = "Tasks per role (order, inventory, payment)."
+  type        = number
+  default     = 1
+}
+
+variable "payment_failure_rate" {
+  description = "PAYMENT_FAILURE_RATE for the payment role: share of payments declined, 0.0 to 1.0."
+  type        = string
+  default     = "0.0"
+
+  validation {
+    condition     = can(tonumber(var.payment_failure_rate)) && tonumber(var.payment_failure_rate) >= 0 && tonumber(var.payment_failure_rate) <= 1
+    error_message = "payment_failure_rate must be a number between 0.0 and 1.0."
+  }
+}
+
+variable "inventory_reserve_max_retries" {
+  description = "INVENTORY_RESERVE_MAX_RETRIES for the inventory role."
+  type        = number
+  default     = 50
+}
+
+variable "log_retention_days" {
+  description = "Retention of the CloudWatch log groups this stack creates. The stack's logs are small; destroy deletes the groups with everything else."
+  type        = number
+  default     = 365
+}
+
+# -------------------------------------------------------------------- RDS ---
+
+variable "db_instance_class" {
+  description = "RDS instance class of the one MySQL instance that holds orders_db, inventory_db and payments_db."
+  type        = string
+  default     = "db.t4g.micro"
+}
+
+variable "db_engine_version" {
+  description = "RDS MySQL engine version (major.minor or major). 8.4 is the MySQL 8 LTS line; 8.0 is past RDS standard support and would be billed for Extended Support (refused here, see engine_lifecycle_support)."
+  type        = string
+  default     = "8.4"
+}
+
+variable "db_parameter_group_family" {
+  description = "Parameter group family matching db_engine_version."
+  type        = string
+  default     = "mysql8.4"
+}
+
+variable "db_allocated_storage" {
+  description = "Initial gp3 storage, GiB."
+  type        = number
+  default     = 20
+}
+
+variable "db_max_allocated_storage" {
+  description = "Storage autoscaling ceiling, GiB."
+  type        = number
+  default     = 100
+}
+
+variable "db_username" {
+  description = "RDS master user name; dop connects as this user (its password is generated)."
+  type        = string
+  default     = "dop_admin"
+}
+
+variable "db_url_params" {
+  description = "Query string appended to every MySQL URL. require_ssl=true makes dop connect over TLS; RDS also refuses plain connections (require_secure_transport)."
+  type        = string
+  default     = "require_ssl=true"
+}
+
+variable "db_backup_retention_days" {
+  description = "Automated backup retention, days."
+  type        = number
+  default     = 7
+}
+
+variable "deletion_protection" {
+  description = "Deletion protection on the ALB and the database. Off by default so that destroy.sh returns the account to nothing; turn it on for anything that matters."
+  type        = bool
+  default     = false
+}
+
+# ------------------------------------------------------------- Amazon MQ ---
+
+variable "mq_instance_type" {
+  description = "Amazon MQ for RabbitMQ instance type (mq.t3.micro is single-instance only)."
+  type        = string
+  default     = "mq.t3.micro"
+}
+
+variable "mq_engine_version" {
+  description = "Amazon MQ RabbitMQ engine version."
+  type        = string
+  default     = "3.13"
+}
+
+variable "mq_username" {
+  description = "RabbitMQ user dop connects as (its password is generated)."
+  type        = string
+  default     = "dop"
+}
