@@ -135,11 +135,26 @@ impl RunningRole {
             tracing::warn!(role = %self.role, "outbox not fully flushed; the rest is published at next start");
         }
         self.ctx.broker.close();
+        self.ctx.outbox.abort();
         for t in self.tasks {
             t.abort();
         }
         self.ctx.pool.close();
         tracing::info!(role = %self.role, elapsed_ms = started.elapsed().as_millis() as u64, "role stopped");
+    }
+}
+
+impl RunningRole {
+    /// Stops everything at once, flushing nothing: what a SIGKILL leaves
+    /// (used by the crash tests).
+    pub fn abort(self) {
+        self.server.abort();
+        self.ctx.broker.close();
+        self.ctx.outbox.abort();
+        for t in self.tasks {
+            t.abort();
+        }
+        self.ctx.pool.close();
     }
 }
 

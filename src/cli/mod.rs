@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand.
 
+pub mod admin;
 pub mod config_cmd;
 pub mod migrate;
 pub mod serve;
@@ -62,6 +63,9 @@ pub enum Command {
     Migrate(migrate::Opts),
     /// Print the effective configuration, secrets redacted.
     Config(config_cmd::Opts),
+    /// Operator commands: sagas, dead letters, the invariant audit.
+    #[command(subcommand)]
+    Admin(admin::AdminCmd),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -70,5 +74,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(o) => serve::run(o, cfg_path.as_deref(), cli.log_format).await,
         Command::Migrate(o) => migrate::run(o, cfg_path.as_deref()).await,
         Command::Config(o) => config_cmd::run(o, cfg_path.as_deref()),
+        Command::Admin(c) => admin::run(c, cfg_path.as_deref()).await,
     }
 }

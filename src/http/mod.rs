@@ -1,6 +1,7 @@
 //! Shared axum pieces: the error envelope, the JSON extractor, the trace-id
 //! and metrics middleware, health/ready/metrics routes.
 
+pub mod client;
 pub mod error;
 pub mod extract;
 pub mod health;

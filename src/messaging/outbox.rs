@@ -110,6 +110,7 @@ pub async fn insert(
 pub struct Outbox {
     tx: mpsc::Sender<OutboxMessage>,
     inflight: Arc<Mutex<HashSet<String>>>,
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Outbox {
@@ -121,16 +122,26 @@ impl Outbox {
         let outbox = Self {
             tx,
             inflight: inflight.clone(),
+            tasks: Arc::new(Mutex::new(Vec::new())),
         };
-        tokio::spawn(relay(rx, broker.clone(), done_tx, inflight.clone()));
-        tokio::spawn(deleter(
-            done_rx,
-            pool.clone(),
-            metrics.clone(),
-            inflight.clone(),
-        ));
-        tokio::spawn(sweeper(outbox.clone(), pool, broker, metrics, cfg));
+        let handles = vec![
+            tokio::spawn(relay(rx, broker.clone(), done_tx, inflight.clone())),
+            tokio::spawn(deleter(done_rx, pool.clone(), metrics.clone(), inflight.clone())),
+            tokio::spawn(sweeper(outbox.clone(), pool, broker, metrics, cfg)),
+        ];
+        if let Ok(mut t) = outbox.tasks.lock() {
+            *t = handles;
+        }
         outbox
+    }
+
+    /// Stops the relay at once (a crash in tests; after `flush` at shutdown).
+    pub fn abort(&self) {
+        if let Ok(mut t) = self.tasks.lock() {
+            for h in t.drain(..) {
+                h.abort();
+            }
+        }
     }
 
     /// Hands committed messages to the relay. When its queue is full they

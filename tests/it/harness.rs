@@ -1,0 +1,305 @@
+//! The test stack: fresh databases and a fresh RabbitMQ vhost per test, the
+//! real roles started in-process on loopback ports. A test that can't reach
+//! MariaDB or RabbitMQ fails with a message that says what to start.
+
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
+
+use dop::{
+    app::RunningRole,
+    config::{Config, SecretUrl},
+    http::client::{Client, Response},
+    roles::Role,
+};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+pub const MYSQL: &str = "mysql://root@127.0.0.1:3306";
+pub const AMQP_HOST: &str = "127.0.0.1:5672";
+pub const MGMT: &str = "http://127.0.0.1:15672";
+
+fn basic_auth() -> String {
+    // guest:guest
+    "Basic Z3Vlc3Q6Z3Vlc3Q=".to_string()
+}
+
+/// Knobs a test may turn.
+#[derive(Clone)]
+pub struct Opts {
+    pub roles: Vec<Role>,
+    pub payment_failure_rate: f64,
+    pub recovery_interval: Duration,
+    pub stuck_after: Duration,
+    pub admin_token: Option<String>,
+    pub max_attempts: u32,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Self {
+            roles: Role::ALL.to_vec(),
+            payment_failure_rate: 0.0,
+            recovery_interval: Duration::from_secs(1),
+            stuck_after: Duration::from_secs(2),
+            admin_token: Some("test-token".into()),
+            max_attempts: 3,
+        }
+    }
+}
+
+pub struct Stack {
+    pub id: String,
+    pub cfg: Config,
+    pub vhost: String,
+    pub addrs: HashMap<Role, SocketAddr>,
+    running: HashMap<Role, RunningRole>,
+    pub http: Client,
+}
+
+async fn mgmt(method: hyper::Method, path: &str, body: Option<Value>) -> anyhow::Result<Response> {
+    let client = Client::new(Duration::from_secs(10));
+    let auth = basic_auth();
+    client
+        .send(
+            method,
+            &format!("{MGMT}{path}"),
+            body.map(|b| bytes::Bytes::from(b.to_string())),
+            &[("authorization", auth.as_str())],
+        )
+        .await
+}
+
+impl Stack {
+    pub async fn start(opts: Opts) -> Stack {
+        dop::observability::logging::init(&std::env::var("DOP_TEST_LOG").unwrap_or_else(|_| "pretty".into()));
+        let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
+        let vhost = format!("dop_t_{id}");
+        let created = mgmt(hyper::Method::PUT, &format!("/api/vhosts/{vhost}"), None).await;
+        match created {
+            Ok(r) if r.status.is_success() => {}
+            Ok(r) => panic!("RabbitMQ management refused to create a vhost ({}): {}", r.status, r.text()),
+            Err(e) => panic!(
+                "cannot reach the RabbitMQ management API at {MGMT} ({e:#}). Start RabbitMQ with `rabbitmq-server -detached` and enable the API with `rabbitmq-plugins enable rabbitmq_management`"
+            ),
+        }
+        let perms = mgmt(
+            hyper::Method::PUT,
+            &format!("/api/permissions/{vhost}/guest"),
+            Some(json!({"configure": ".*", "write": ".*", "read": ".*"})),
+        )
+        .await
+        .expect("set vhost permissions");
+        assert!(perms.status.is_success(), "permissions: {}", perms.text());
+
+        let mut cfg = Config::default();
+        cfg.order.database_url = SecretUrl::new(format!("{MYSQL}/dop_t_{id}_orders"));
+        cfg.inventory.database_url = SecretUrl::new(format!("{MYSQL}/dop_t_{id}_inventory"));
+        cfg.payment.database_url = SecretUrl::new(format!("{MYSQL}/dop_t_{id}_payments"));
+        cfg.order.pool_size = 8;
+        cfg.inventory.pool_size = 8;
+        cfg.payment.pool_size = 8;
+        cfg.rabbitmq.url = SecretUrl::new(format!("amqp://guest:guest@{AMQP_HOST}/{vhost}"));
+        cfg.rabbitmq.prefetch = 50;
+        cfg.payment.failure_rate = opts.payment_failure_rate;
+        cfg.recovery.interval = opts.recovery_interval;
+        cfg.recovery.stuck_after = opts.stuck_after;
+        cfg.retry.delay = Duration::from_millis(300);
+        cfg.retry.max_attempts = opts.max_attempts;
+        cfg.outbox.sweep_interval = Duration::from_millis(300);
+        cfg.outbox.sweep_after = Duration::from_millis(500);
+        cfg.shutdown.grace = Duration::from_secs(10);
+        if let Some(t) = &opts.admin_token {
+            cfg.admin.token = dop::config::Secret::new(t.clone());
+        }
+        // Every role's database exists from the start, so a test can read a
+        // role's tables while the role itself is down.
+        for role in Role::ALL {
+            dop::db::migrate::migrate(role, cfg.db(role).database_url.expose())
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("cannot prepare MariaDB at {MYSQL} ({e:#}). Start it with `start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql`")
+                });
+        }
+        let mut stack = Stack {
+            id,
+            cfg,
+            vhost,
+            addrs: HashMap::new(),
+            running: HashMap::new(),
+            http: Client::new(Duration::from_secs(15)),
+        };
+        for role in opts.roles {
+            stack.start_role(role).await;
+        }
+        for role in stack.running.keys().copied().collect::<Vec<_>>() {
+            stack.wait_ready(role).await;
+        }
+        stack
+    }
+
+    /// Starts (or restarts, on its earlier port) one role.
+    pub async fn start_role(&mut self, role: Role) {
+        let addr = self.addrs.get(&role).copied().unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
+        let listener = TcpListener::bind(addr).await.expect("bind a loopback port");
+        let running = RunningRole::start(role, Arc::new(self.cfg.clone()), listener)
+            .await
+            .expect("start role");
+        self.addrs.insert(role, running.addr);
+        self.running.insert(role, running);
+    }
+
+    /// Restarts a role with another configuration tweak.
+    pub async fn restart_role_with(&mut self, role: Role, f: impl FnOnce(&mut Config)) {
+        self.stop_role(role).await;
+        f(&mut self.cfg);
+        self.start_role(role).await;
+        self.wait_ready(role).await;
+    }
+
+    /// Graceful stop of one role.
+    pub async fn stop_role(&mut self, role: Role) {
+        if let Some(r) = self.running.remove(&role) {
+            r.shutdown().await;
+        }
+        // Pooled keep-alive connections may point at the stopped server.
+        self.http = Client::new(Duration::from_secs(15));
+    }
+
+    /// The role as if its process died: tasks dropped without any flush.
+    pub async fn kill_role(&mut self, role: Role) {
+        if let Some(r) = self.running.remove(&role) {
+            r.abort();
+        }
+        self.http = Client::new(Duration::from_secs(15));
+    }
+
+    pub fn url(&self, role: Role, path: &str) -> String {
+        format!("http://{}{path}", self.addrs[&role])
+    }
+
+    pub fn amqp_url(&self) -> String {
+        format!("amqp://guest:guest@{AMQP_HOST}/{}", self.vhost)
+    }
+
+    pub async fn wait_ready(&self, role: Role) {
+        let url = self.url(role, "/ready");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = self.http.get(&url).await {
+                if r.status.is_success() {
+                    return;
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{role} not ready within 20 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn post(&self, role: Role, path: &str, body: Value) -> Response {
+        self.http.post_json(&self.url(role, path), &body).await.expect("POST")
+    }
+
+    pub async fn get(&self, role: Role, path: &str) -> Response {
+        self.http.get(&self.url(role, path)).await.expect("GET")
+    }
+
+    pub async fn add_product(&self, product_id: i64, qty: i64) {
+        let r = self
+            .post(Role::Inventory, "/inventory", json!({"product_id": product_id, "available_qty": qty}))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+
+    pub async fn inventory(&self, product_id: i64) -> Value {
+        let r = self.get(Role::Inventory, &format!("/inventory/{product_id}")).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json().unwrap()
+    }
+
+    /// Places an order; returns its id.
+    pub async fn order(&self, product_id: i64, qty: i64, amount: &str) -> String {
+        let body: Value = serde_json::from_str(&format!(
+            r#"{{"user_id":42,"product_id":{product_id},"quantity":{qty},"total_amount":{amount}}}"#
+        ))
+        .unwrap();
+        let r = self.post(Role::Order, "/orders", body).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.json().unwrap()["order_id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn order_status(&self, id: &str) -> String {
+        let r = self.get(Role::Order, &format!("/orders/{id}")).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json().unwrap()["status"].as_str().unwrap().to_string()
+    }
+
+    /// Polls until the order is terminal (or `timeout`); returns its status.
+    pub async fn wait_terminal(&self, id: &str, timeout: Duration) -> String {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let s = self.order_status(id).await;
+            if s != "PENDING" {
+                // FAILED may still be compensating: wait for the saga too.
+                let saga = self.get(Role::Order, &format!("/admin/sagas/{}", self.saga_of(id).await)).await;
+                let st = saga.json().unwrap()["saga"]["status"].as_str().unwrap_or("").to_string();
+                if st != "IN_PROGRESS" && st != "COMPENSATING" {
+                    return s;
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn saga_of(&self, order_id: &str) -> String {
+        let r = self.get(Role::Order, &format!("/orders/{order_id}")).await;
+        r.json().unwrap()["saga_id"].as_str().unwrap().to_string()
+    }
+
+    /// Runs the invariant audit over this stack's databases.
+    pub async fn audit(&self) -> dop::cli::admin::audit::Report {
+        dop::cli::admin::audit::audit(&self.cfg, Duration::ZERO).await.expect("audit runs")
+    }
+
+    /// Stops every role, drops the databases and the vhost.
+    pub async fn teardown(mut self) {
+        for role in Role::ALL {
+            self.stop_role(role).await;
+        }
+        drop_all(&self.id, &self.vhost).await;
+    }
+}
+
+pub async fn drop_all(id: &str, vhost: &str) {
+    use diesel_async::{AsyncConnection, AsyncMysqlConnection, SimpleAsyncConnection};
+    if let Ok(mut c) = AsyncMysqlConnection::establish(MYSQL).await {
+        for db in ["orders", "inventory", "payments"] {
+            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS dop_t_{id}_{db}")).await;
+        }
+    }
+    let _ = mgmt(hyper::Method::DELETE, &format!("/api/vhosts/{vhost}"), None).await;
+}
+
+/// Polls `f` until it returns Some, or panics after `timeout` naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A unique product id for this test run.
+pub fn product_id() -> i64 {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static NEXT: AtomicI64 = AtomicI64::new(0);
+    1000 + NEXT.fetch_add(1, Ordering::SeqCst)
+}

@@ -1,0 +1,5 @@
+//! Integration and end-to-end tests against the real MariaDB and RabbitMQ
+//! on this machine. One binary (fast to link); each test gets its own
+//! databases and vhost, so they run in parallel.
+
+mod harness;
