@@ -38,6 +38,11 @@ output "log_groups" {
   value       = { for k, g in aws_cloudwatch_log_group.tasks : k => g.name }
 }
 
+output "migrate_log_group" {
+  description = "CloudWatch log group of the one-off migrate task."
+  value       = aws_cloudwatch_log_group.tasks["migrate"].name
+}
+
 output "db_endpoint" {
   description = "RDS MySQL endpoint (host:port), reachable from the private subnets only."
   value       = aws_db_instance.mysql.endpoint
