@@ -1,0 +1,215 @@
+# `terraform test` with a mocked AWS provider: plans and "applies" the whole
+# configuration without credentials or an AWS account, and checks what the
+# design fixes (one image, three `serve --role X` services, path routing, the
+# secrets' URLs). scripts/check-static.sh runs it where the AWS provider is
+# available offline.
+
+mock_provider "aws" {
+  mock_data "aws_availability_zones" {
+    defaults = {
+      names = ["us-east-1a", "us-east-1b"]
+    }
+  }
+
+  mock_data "aws_caller_identity" {
+    defaults = {
+      account_id = "123456789012"
+    }
+  }
+
+  mock_data "aws_partition" {
+    defaults = {
+      partition = "aws"
+    }
+  }
+
+  mock_data "aws_iam_policy_document" {
+    defaults = {
+      json = "{}"
+    }
+  }
+
+  mock_resource "aws_kms_key" {
+    defaults = {
+      arn = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000"
+    }
+  }
+
+  mock_resource "aws_iam_role" {
+    defaults = {
+      arn = "arn:aws:iam::123456789012:role/dop"
+    }
+  }
+
+  mock_resource "aws_cloudwatch_log_group" {
+    defaults = {
+      arn = "arn:aws:logs:us-east-1:123456789012:log-group:dop"
+    }
+  }
+
+  mock_resource "aws_secretsmanager_secret" {
+    defaults = {
+      arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:dop-AbCdEf"
+    }
+  }
+
+  mock_resource "aws_ecr_repository" {
+    defaults = {
+      arn            = "arn:aws:ecr:us-east-1:123456789012:repository/dop"
+      repository_url = "123456789012.dkr.ecr.us-east-1.amazonaws.com/dop"
+    }
+  }
+
+  mock_resource "aws_lb" {
+    defaults = {
+      arn      = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/dop-alb/0123456789abcdef"
+      dns_name = "dop-alb-123456789.us-east-1.elb.amazonaws.com"
+    }
+  }
+
+  mock_resource "aws_lb_listener" {
+    defaults = {
+      arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/dop-alb/0123456789abcdef/0123456789abcdef"
+    }
+  }
+
+  mock_resource "aws_lb_target_group" {
+    defaults = {
+      arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/dop/0123456789abcdef"
+    }
+  }
+
+  mock_resource "aws_db_instance" {
+    defaults = {
+      address  = "dop-mysql.abcdefghijkl.us-east-1.rds.amazonaws.com"
+      port     = 3306
+      endpoint = "dop-mysql.abcdefghijkl.us-east-1.rds.amazonaws.com:3306"
+    }
+  }
+
+  mock_resource "aws_mq_broker" {
+    defaults = {
+      instances = [{
+        console_url = "https://b-0000.mq.us-east-1.amazonaws.com"
+        ip_address  = "10.40.10.10"
+        endpoints   = ["amqps://b-0000.mq.us-east-1.amazonaws.com:5671"]
+      }]
+    }
+  }
+
+  mock_resource "aws_ecs_cluster" {
+    defaults = {
+      arn = "arn:aws:ecs:us-east-1:123456789012:cluster/dop"
+    }
+  }
+
+  mock_resource "aws_ecs_task_definition" {
+    defaults = {
+      arn = "arn:aws:ecs:us-east-1:123456789012:task-definition/dop:1"
+    }
+  }
+}
+
+variables {
+  image_tag = "0123456789ab"
+}
+
+run "stack" {
+  command = apply
+
+  assert {
+    condition     = output.alb_url == "http://dop-alb-123456789.us-east-1.elb.amazonaws.com"
+    error_message = "alb_url is not the ALB's HTTP URL"
+  }
+
+  assert {
+    condition     = length(aws_ecr_repository.dop) > 0 && output.ecr_repository_url == "123456789012.dkr.ecr.us-east-1.amazonaws.com/dop"
+    error_message = "ecr_repository_url is not the one repository"
+  }
+
+  assert {
+    condition     = toset(keys(aws_ecs_service.role)) == toset(["order", "inventory", "payment"])
+    error_message = "want exactly the order, inventory and payment services"
+  }
+
+  assert {
+    condition = alltrue([
+      for role, td in aws_ecs_task_definition.role :
+      jsondecode(td.container_definitions)[0].command == ["serve", "--role", role]
+    ])
+    error_message = "every service must run `serve --role <its role>`"
+  }
+
+  assert {
+    condition = alltrue([
+      for role, td in aws_ecs_task_definition.role :
+      jsondecode(td.container_definitions)[0].image == "123456789012.dkr.ecr.us-east-1.amazonaws.com/dop:0123456789ab"
+    ])
+    error_message = "every service must run the one image at image_tag"
+  }
+
+  assert {
+    condition     = jsondecode(aws_ecs_task_definition.migrate.container_definitions)[0].command == ["migrate"]
+    error_message = "the migrate task must run `dop migrate`"
+  }
+
+  assert {
+    condition = alltrue([
+      for role, rule in aws_lb_listener_rule.role :
+      one(one(rule.condition).path_pattern).values == toset({
+        order     = ["/orders*", "/admin*"]
+        inventory = ["/inventory*"]
+        payment   = ["/payments*"]
+      }[role])
+    ])
+    error_message = "path routing must be /orders* and /admin* -> order, /inventory* -> inventory, /payments* -> payment"
+  }
+
+  assert {
+    condition     = alltrue([for tg in aws_lb_target_group.role : one(tg.health_check).path == "/health"])
+    error_message = "target groups must probe /health"
+  }
+
+  assert {
+    condition     = can(regex("^mysql://dop_admin:[A-Za-z0-9]{32}@dop-mysql\\.abcdefghijkl\\.us-east-1\\.rds\\.amazonaws\\.com:3306/inventory_db\\?require_ssl=true$", nonsensitive(aws_secretsmanager_secret_version.dop["inventory-database-url"].secret_string)))
+    error_message = "the inventory database URL secret is not mysql://user:pass@rds:3306/inventory_db?require_ssl=true"
+  }
+
+  assert {
+    condition     = can(regex("^amqps://dop:[A-Za-z0-9]{32}@b-0000\\.mq\\.us-east-1\\.amazonaws\\.com:5671/%2f$", nonsensitive(aws_secretsmanager_secret_version.dop["rabbitmq-url"].secret_string)))
+    error_message = "the RabbitMQ URL secret is not amqps://user:pass@broker:5671/%2f"
+  }
+
+  assert {
+    condition     = alltrue([for g in aws_cloudwatch_log_group.tasks : g.retention_in_days > 0])
+    error_message = "task log groups need a retention"
+  }
+}
+
+run "https_when_certificate_given" {
+  command = apply
+
+  variables {
+    certificate_arn = "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
+  }
+
+  assert {
+    condition     = output.alb_url == "https://dop-alb-123456789.us-east-1.elb.amazonaws.com" && length(aws_lb_listener.https) == 1
+    error_message = "a certificate must turn on the HTTPS listener"
+  }
+
+  assert {
+    condition     = one(aws_lb_listener.http.default_action).type == "redirect"
+    error_message = "with a certificate, port 80 must redirect to HTTPS"
+  }
+}
+
+run "refuses_an_empty_image_tag" {
+  command = plan
+
+  variables {
+    image_tag = ""
+  }
+
+  expect_failures = [aws_ecs_task_definition.role, aws_ecs_task_definition.migrate]
+}
