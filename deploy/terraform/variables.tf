@@ -160,9 +160,16 @@ variable "db_username" {
 }
 
 variable "db_url_params" {
-  description = "Query string appended to every MySQL URL. require_ssl=true makes dop connect over TLS; RDS also refuses plain connections (require_secure_transport)."
+  description = <<-EOT
+    Query string appended to every MySQL URL (mysql_async options). TLS is
+    required both ways: require_ssl=true in dop, require_secure_transport on
+    RDS. verify_ca=false because mysql_async trusts only the public web roots
+    and RDS certificates chain to Amazon RDS's own CAs: the connection is
+    encrypted but the server is not authenticated. Set "require_ssl=true"
+    once dop can load the RDS CA bundle (docs/deploy.md, "TLS to RDS").
+  EOT
   type        = string
-  default     = "require_ssl=true"
+  default     = "require_ssl=true&verify_ca=false"
 }
 
 variable "db_backup_retention_days" {

@@ -171,8 +171,8 @@ run "stack" {
   }
 
   assert {
-    condition     = can(regex("^mysql://dop_admin:[A-Za-z0-9]{32}@dop-mysql\\.abcdefghijkl\\.us-east-1\\.rds\\.amazonaws\\.com:3306/inventory_db\\?require_ssl=true$", nonsensitive(aws_secretsmanager_secret_version.dop["inventory-database-url"].secret_string)))
-    error_message = "the inventory database URL secret is not mysql://user:pass@rds:3306/inventory_db?require_ssl=true"
+    condition     = can(regex("^mysql://dop_admin:[A-Za-z0-9]{32}@dop-mysql\\.abcdefghijkl\\.us-east-1\\.rds\\.amazonaws\\.com:3306/inventory_db\\?require_ssl=true&verify_ca=false$", nonsensitive(aws_secretsmanager_secret_version.dop["inventory-database-url"].secret_string)))
+    error_message = "the inventory database URL secret is not mysql://user:pass@rds:3306/inventory_db?require_ssl=true&verify_ca=false"
   }
 
   assert {
