@@ -103,7 +103,7 @@ else
 fi
 
 step "4/6 everything else (VPC, ALB, RDS, Amazon MQ, secrets, ECS) with image_tag=$tag"
-echo "deploy: a first apply takes 15-25 minutes, most of it RDS and Amazon MQ" >&2
+echo "deploy: expect a first apply to take 20-30 minutes, most of it waiting for RDS and Amazon MQ" >&2
 tf apply -input=false "${auto_approve[@]}" "${tf_vars[@]}"
 
 cluster=$(tf output -raw cluster_name)

@@ -14,8 +14,8 @@ Destroys the whole dop stack: ECS services and cluster, ALB, RDS (no final
 snapshot: the data is gone), Amazon MQ, secrets (no recovery window), the
 ECR repository with its images, log groups, VPC. Then removes the log groups
 that AWS services created outside Terraform (Amazon MQ's, Container
-Insights'). The KMS key is scheduled for deletion (7 days; a key pending
-deletion is not billed).
+Insights'). The KMS key is scheduled for deletion after a 7-day waiting
+period.
 
 Asks you to type the word destroy; nothing happens otherwise. For a script:
 echo destroy | deploy/scripts/destroy.sh
@@ -97,7 +97,7 @@ delete_log_groups() {
 cat >&2 <<DONE
 
 destroy: done. Left behind on purpose:
-  - the KMS key, pending deletion for 7 days (not billed while pending)
+  - the KMS key, deleted by AWS after its 7-day waiting period
   - the Terraform state in $tf_dir (empty now; delete terraform.tfstate* if you like)
   - the local docker images tagged for ECR (docker image ls | grep dkr.ecr)
 Check Billing > Cost Explorer over the next day: the daily cost should fall to zero.
