@@ -16,22 +16,10 @@ pub fn is_duplicate(e: &Error) -> bool {
 pub fn is_retryable(e: &Error) -> bool {
     match e {
         Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _)
-        | Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => true,
-        Error::DatabaseError(_, info) => {
-            let m = info.message();
-            m.contains("Deadlock")
-                || m.contains("Lock wait timeout")
-                || m.contains("try restarting transaction")
-        }
-        // mysql_async I/O errors and broken connections surface as these.
-        Error::BrokenTransactionManager => true,
-        _ => {
-            let m = e.to_string();
-            m.contains("Connection")
-                || m.contains("connection")
-                || m.contains("Io")
-                || m.contains("broken pipe")
-        }
+        | Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
+        | Error::BrokenTransactionManager => true,
+        Error::DatabaseError(_, info) => is_contention(e) || connection_trouble(info.message()),
+        other => connection_trouble(&other.to_string()),
     }
 }
 
@@ -41,8 +29,76 @@ pub fn is_contention(e: &Error) -> bool {
         Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
         Error::DatabaseError(_, info) => {
             let m = info.message();
-            m.contains("Deadlock") || m.contains("Lock wait timeout")
+            m.contains("Deadlock")
+                || m.contains("Lock wait timeout")
+                || m.contains("try restarting transaction")
         }
         _ => false,
+    }
+}
+
+/// Words mysql_async and the pool use when the server is out of reach.
+fn connection_trouble(m: &str) -> bool {
+    let m = m.to_ascii_lowercase();
+    [
+        "connection",
+        "input/output",
+        "i/o error",
+        "broken pipe",
+        "timed out",
+        "server has gone away",
+        "unexpected eof",
+    ]
+    .iter()
+    .any(|w| m.contains(w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Info(&'static str);
+    impl diesel::result::DatabaseErrorInformation for Info {
+        fn message(&self) -> &str {
+            self.0
+        }
+        fn details(&self) -> Option<&str> {
+            None
+        }
+        fn hint(&self) -> Option<&str> {
+            None
+        }
+        fn table_name(&self) -> Option<&str> {
+            None
+        }
+        fn column_name(&self) -> Option<&str> {
+            None
+        }
+        fn constraint_name(&self) -> Option<&str> {
+            None
+        }
+        fn statement_position(&self) -> Option<i32> {
+            None
+        }
+    }
+
+    fn unknown(m: &'static str) -> Error {
+        Error::DatabaseError(DatabaseErrorKind::Unknown, Box::new(Info(m)))
+    }
+
+    #[test]
+    fn classifies_mysql_messages() {
+        let deadlock =
+            unknown("Deadlock found when trying to get lock; try restarting transaction");
+        assert!(is_retryable(&deadlock) && is_contention(&deadlock));
+        let io = unknown("Input/output error: Driver error: `Connection to the server is closed.'");
+        assert!(is_retryable(&io) && !is_contention(&io));
+        let syntax = unknown("You have an error in your SQL syntax");
+        assert!(!is_retryable(&syntax));
+        let dup = Error::DatabaseError(
+            DatabaseErrorKind::UniqueViolation,
+            Box::new(Info("Duplicate entry")),
+        );
+        assert!(is_duplicate(&dup) && !is_retryable(&dup));
     }
 }

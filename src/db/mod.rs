@@ -6,4 +6,4 @@ pub mod migrate;
 pub mod pool;
 
 pub use errors::{is_contention, is_duplicate, is_retryable};
-pub use pool::{connect_pool, DbPool};
+pub use pool::{connect_pool, Conn, DbPool, PoolError};

@@ -22,8 +22,12 @@ pub struct Response {
 
 impl Response {
     pub fn json(&self) -> anyhow::Result<serde_json::Value> {
-        serde_json::from_slice(&self.body)
-            .with_context(|| format!("response is not JSON: {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).with_context(|| {
+            format!(
+                "response is not JSON: {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -52,7 +56,8 @@ impl Client {
         Self { inner, timeout }
     }
 
-    /// Sends a request; `body` is sent as JSON when given.
+    /// Sends a request; `body` is sent as JSON when given, unless `headers`
+    /// name a content type (an empty one sends none).
     pub async fn send(
         &self,
         method: Method,
@@ -61,11 +66,16 @@ impl Client {
         headers: &[(&str, &str)],
     ) -> anyhow::Result<Response> {
         let mut req = Request::builder().method(method).uri(url);
-        if body.is_some() {
+        let own_type = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+        if body.is_some() && !own_type {
             req = req.header(header::CONTENT_TYPE, "application/json");
         }
         for (k, v) in headers {
-            req = req.header(*k, *v);
+            if !v.is_empty() {
+                req = req.header(*k, *v);
+            }
         }
         let req = req
             .body(Full::new(body.unwrap_or_default()))
@@ -92,10 +102,12 @@ impl Client {
     }
 
     pub async fn post_json(&self, url: &str, body: &serde_json::Value) -> anyhow::Result<Response> {
-        self.send(Method::POST, url, Some(Bytes::from(body.to_string())), &[]).await
+        self.send(Method::POST, url, Some(Bytes::from(body.to_string())), &[])
+            .await
     }
 
     pub async fn put_json(&self, url: &str, body: &serde_json::Value) -> anyhow::Result<Response> {
-        self.send(Method::PUT, url, Some(Bytes::from(body.to_string())), &[]).await
+        self.send(Method::PUT, url, Some(Bytes::from(body.to_string())), &[])
+            .await
     }
 }

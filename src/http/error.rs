@@ -90,8 +90,8 @@ impl From<diesel::result::Error> for ApiError {
     }
 }
 
-impl From<deadpool::managed::PoolError<diesel_async::pooled_connection::PoolError>> for ApiError {
-    fn from(e: deadpool::managed::PoolError<diesel_async::pooled_connection::PoolError>) -> Self {
+impl From<crate::db::PoolError> for ApiError {
+    fn from(e: crate::db::PoolError) -> Self {
         tracing::warn!(error = %e, "no database connection");
         ApiError::not_ready("database unavailable, try again")
     }

@@ -10,7 +10,7 @@ use axum::{
     routing::get,
     Json, Router,
 };
-use diesel_async::SimpleAsyncConnection;
+use diesel_async::{AsyncConnection, SimpleAsyncConnection};
 use serde_json::json;
 
 use super::{middleware, ApiError, BODY_LIMIT};
@@ -39,14 +39,20 @@ async fn health(State(s): State<AppState>) -> Json<serde_json::Value> {
 async fn ready(State(s): State<AppState>) -> Response {
     let db = async {
         let mut conn = s.pool.get().await.map_err(|e| e.to_string())?;
-        conn.batch_execute("SELECT 1")
+        // In a transaction: a dead connection is then marked broken and the
+        // pool drops it (plain statements leave it in the pool).
+        conn.transaction::<_, diesel::result::Error, _>(async |c| c.batch_execute("SELECT 1").await)
             .await
             .map_err(|e| e.to_string())
     };
-    let db_ok = matches!(
-        tokio::time::timeout(Duration::from_secs(2), db).await,
-        Ok(Ok(()))
-    );
+    let db_result = match tokio::time::timeout(Duration::from_secs(2), db).await {
+        Ok(r) => r,
+        Err(_) => Err("no answer within 2 s".to_string()),
+    };
+    let db_ok = db_result.is_ok();
+    if let Err(e) = &db_result {
+        tracing::warn!(error = %e, "readiness: database unreachable");
+    }
     let broker_ok = s.broker.is_connected();
     let body = json!({
         "service": s.metrics.service,

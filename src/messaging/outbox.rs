@@ -12,7 +12,7 @@ use std::{
 
 use amqprs::FieldValue;
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use tokio::sync::mpsc;
 
 use super::{contracts::Message, publisher::Outgoing, topology, Broker};
@@ -126,7 +126,12 @@ impl Outbox {
         };
         let handles = vec![
             tokio::spawn(relay(rx, broker.clone(), done_tx, inflight.clone())),
-            tokio::spawn(deleter(done_rx, pool.clone(), metrics.clone(), inflight.clone())),
+            tokio::spawn(deleter(
+                done_rx,
+                pool.clone(),
+                metrics.clone(),
+                inflight.clone(),
+            )),
             tokio::spawn(sweeper(outbox.clone(), pool, broker, metrics, cfg)),
         ];
         if let Ok(mut t) = outbox.tasks.lock() {
@@ -241,10 +246,13 @@ async fn deleter(
             for attempt in 0..5u64 {
                 let r = async {
                     let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-                    diesel::delete(outbox::table.filter(outbox::message_id.eq_any(&ids)))
-                        .execute(&mut conn)
-                        .await
-                        .map_err(|e| e.to_string())
+                    conn.transaction::<_, diesel::result::Error, _>(async |c| {
+                        diesel::delete(outbox::table.filter(outbox::message_id.eq_any(&ids)))
+                            .execute(c)
+                            .await
+                    })
+                    .await
+                    .map_err(|e| e.to_string())
                 }
                 .await;
                 match r {
@@ -314,7 +322,11 @@ async fn sweep_once(
     min_age: Duration,
 ) -> anyhow::Result<()> {
     let mut conn = pool.get().await?;
-    let backlog: i64 = outbox::table.count().get_result(&mut conn).await?;
+    let backlog: i64 = conn
+        .transaction::<_, diesel::result::Error, _>(async |c| {
+            outbox::table.count().get_result(c).await
+        })
+        .await?;
     metrics
         .outbox_backlog
         .get_or_create(&metrics.service_labels())
@@ -323,12 +335,16 @@ async fn sweep_once(
         return Ok(());
     }
     let cutoff = chrono::Utc::now().naive_utc() - chrono::Duration::from_std(min_age)?;
-    let rows: Vec<OutboxRow> = outbox::table
-        .filter(outbox::created_at.le(cutoff))
-        .order(outbox::created_at.asc())
-        .limit(cfg.batch_size as i64)
-        .select(OutboxRow::as_select())
-        .load(&mut conn)
+    let rows: Vec<OutboxRow> = conn
+        .transaction::<_, diesel::result::Error, _>(async |c| {
+            outbox::table
+                .filter(outbox::created_at.le(cutoff))
+                .order(outbox::created_at.asc())
+                .limit(cfg.batch_size as i64)
+                .select(OutboxRow::as_select())
+                .load(c)
+                .await
+        })
         .await?;
     drop(conn);
     if !rows.is_empty() {

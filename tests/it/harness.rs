@@ -13,6 +13,8 @@ use dop::{
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
+use crate::proxy::Proxy;
+
 pub const MYSQL: &str = "mysql://root@127.0.0.1:3306";
 pub const AMQP_HOST: &str = "127.0.0.1:5672";
 pub const MGMT: &str = "http://127.0.0.1:15672";
@@ -31,6 +33,10 @@ pub struct Opts {
     pub stuck_after: Duration,
     pub admin_token: Option<String>,
     pub max_attempts: u32,
+    /// Route the roles' broker connections through a proxy the test can cut.
+    pub broker_proxy: bool,
+    /// Route the roles' database connections through a proxy.
+    pub db_proxy: bool,
 }
 
 impl Default for Opts {
@@ -42,6 +48,8 @@ impl Default for Opts {
             stuck_after: Duration::from_secs(2),
             admin_token: Some("test-token".into()),
             max_attempts: 3,
+            broker_proxy: false,
+            db_proxy: false,
         }
     }
 }
@@ -53,6 +61,8 @@ pub struct Stack {
     pub addrs: HashMap<Role, SocketAddr>,
     running: HashMap<Role, RunningRole>,
     pub http: Client,
+    pub broker_proxy: Option<Proxy>,
+    pub db_proxy: Option<Proxy>,
 }
 
 async fn mgmt(method: hyper::Method, path: &str, body: Option<Value>) -> anyhow::Result<Response> {
@@ -70,7 +80,9 @@ async fn mgmt(method: hyper::Method, path: &str, body: Option<Value>) -> anyhow:
 
 impl Stack {
     pub async fn start(opts: Opts) -> Stack {
-        dop::observability::logging::init(&std::env::var("DOP_TEST_LOG").unwrap_or_else(|_| "pretty".into()));
+        dop::observability::logging::init(
+            &std::env::var("DOP_TEST_LOG").unwrap_or_else(|_| "pretty".into()),
+        );
         let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
         let vhost = format!("dop_t_{id}");
         let created = mgmt(hyper::Method::PUT, &format!("/api/vhosts/{vhost}"), None).await;
@@ -119,6 +131,31 @@ impl Stack {
                     panic!("cannot prepare MariaDB at {MYSQL} ({e:#}). Start it with `start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql`")
                 });
         }
+        let broker_proxy = if opts.broker_proxy {
+            let p = Proxy::start(AMQP_HOST).await;
+            cfg.rabbitmq.url = SecretUrl::new(format!("amqp://guest:guest@{}/{vhost}", p.addr));
+            Some(p)
+        } else {
+            None
+        };
+        let db_proxy = if opts.db_proxy {
+            let p = Proxy::start("127.0.0.1:3306").await;
+            for url in [
+                &mut cfg.order.database_url,
+                &mut cfg.inventory.database_url,
+                &mut cfg.payment.database_url,
+            ] {
+                // mysql_async would switch to the unix socket of a local
+                // server (prefer_socket), going around the proxy.
+                *url = SecretUrl::new(format!(
+                    "{}?prefer_socket=false",
+                    url.expose().replace("127.0.0.1:3306", &p.addr.to_string())
+                ));
+            }
+            Some(p)
+        } else {
+            None
+        };
         let mut stack = Stack {
             id,
             cfg,
@@ -126,6 +163,8 @@ impl Stack {
             addrs: HashMap::new(),
             running: HashMap::new(),
             http: Client::new(Duration::from_secs(15)),
+            broker_proxy,
+            db_proxy,
         };
         for role in opts.roles {
             stack.start_role(role).await;
@@ -138,7 +177,11 @@ impl Stack {
 
     /// Starts (or restarts, on its earlier port) one role.
     pub async fn start_role(&mut self, role: Role) {
-        let addr = self.addrs.get(&role).copied().unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
+        let addr = self
+            .addrs
+            .get(&role)
+            .copied()
+            .unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
         let listener = TcpListener::bind(addr).await.expect("bind a loopback port");
         let running = RunningRole::start(role, Arc::new(self.cfg.clone()), listener)
             .await
@@ -176,8 +219,47 @@ impl Stack {
         format!("http://{}{path}", self.addrs[&role])
     }
 
+    /// The broker of this test, not through any proxy.
     pub fn amqp_url(&self) -> String {
         format!("amqp://guest:guest@{AMQP_HOST}/{}", self.vhost)
+    }
+
+    /// A confirming publisher on this test's vhost.
+    pub async fn publisher(&self) -> TestPublisher {
+        let args =
+            dop::messaging::broker::connection_args(&SecretUrl::new(self.amqp_url())).unwrap();
+        let conn = amqprs::connection::Connection::open(&args)
+            .await
+            .expect("connect to RabbitMQ");
+        let ch = conn.open_channel(None).await.unwrap();
+        let confirm = dop::messaging::publisher::ConfirmChannel::open(
+            ch,
+            Duration::from_secs(5),
+            Arc::new(tokio::sync::Notify::new()),
+        )
+        .await
+        .unwrap();
+        TestPublisher {
+            _conn: conn,
+            confirm,
+        }
+    }
+
+    /// A connection to one role's database.
+    pub async fn db(&self, role: Role) -> diesel_async::AsyncMysqlConnection {
+        use diesel_async::AsyncConnection;
+        let url = format!(
+            "{MYSQL}/dop_t_{}_{}",
+            self.id,
+            match role {
+                Role::Order => "orders",
+                Role::Inventory => "inventory",
+                Role::Payment => "payments",
+            }
+        );
+        diesel_async::AsyncMysqlConnection::establish(&url)
+            .await
+            .expect("connect to the test database")
     }
 
     pub async fn wait_ready(&self, role: Role) {
@@ -189,13 +271,19 @@ impl Stack {
                     return;
                 }
             }
-            assert!(tokio::time::Instant::now() < deadline, "{role} not ready within 20 s");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{role} not ready within 20 s"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     pub async fn post(&self, role: Role, path: &str, body: Value) -> Response {
-        self.http.post_json(&self.url(role, path), &body).await.expect("POST")
+        self.http
+            .post_json(&self.url(role, path), &body)
+            .await
+            .expect("POST")
     }
 
     pub async fn get(&self, role: Role, path: &str) -> Response {
@@ -204,13 +292,19 @@ impl Stack {
 
     pub async fn add_product(&self, product_id: i64, qty: i64) {
         let r = self
-            .post(Role::Inventory, "/inventory", json!({"product_id": product_id, "available_qty": qty}))
+            .post(
+                Role::Inventory,
+                "/inventory",
+                json!({"product_id": product_id, "available_qty": qty}),
+            )
             .await;
         assert_eq!(r.status, 201, "{}", r.text());
     }
 
     pub async fn inventory(&self, product_id: i64) -> Value {
-        let r = self.get(Role::Inventory, &format!("/inventory/{product_id}")).await;
+        let r = self
+            .get(Role::Inventory, &format!("/inventory/{product_id}"))
+            .await;
         assert_eq!(r.status, 200, "{}", r.text());
         r.json().unwrap()
     }
@@ -239,8 +333,16 @@ impl Stack {
             let s = self.order_status(id).await;
             if s != "PENDING" {
                 // FAILED may still be compensating: wait for the saga too.
-                let saga = self.get(Role::Order, &format!("/admin/sagas/{}", self.saga_of(id).await)).await;
-                let st = saga.json().unwrap()["saga"]["status"].as_str().unwrap_or("").to_string();
+                let saga = self
+                    .get(
+                        Role::Order,
+                        &format!("/admin/sagas/{}", self.saga_of(id).await),
+                    )
+                    .await;
+                let st = saga.json().unwrap()["saga"]["status"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
                 if st != "IN_PROGRESS" && st != "COMPENSATING" {
                     return s;
                 }
@@ -259,7 +361,9 @@ impl Stack {
 
     /// Runs the invariant audit over this stack's databases.
     pub async fn audit(&self) -> dop::cli::admin::audit::Report {
-        dop::cli::admin::audit::audit(&self.cfg, Duration::ZERO).await.expect("audit runs")
+        dop::cli::admin::audit::audit(&self.cfg, Duration::ZERO)
+            .await
+            .expect("audit runs")
     }
 
     /// Stops every role, drops the databases and the vhost.
@@ -275,7 +379,9 @@ pub async fn drop_all(id: &str, vhost: &str) {
     use diesel_async::{AsyncConnection, AsyncMysqlConnection, SimpleAsyncConnection};
     if let Ok(mut c) = AsyncMysqlConnection::establish(MYSQL).await {
         for db in ["orders", "inventory", "payments"] {
-            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS dop_t_{id}_{db}")).await;
+            let _ = c
+                .batch_execute(&format!("DROP DATABASE IF EXISTS dop_t_{id}_{db}"))
+                .await;
         }
     }
     let _ = mgmt(hyper::Method::DELETE, &format!("/api/vhosts/{vhost}"), None).await;
@@ -292,7 +398,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -302,4 +411,26 @@ pub fn product_id() -> i64 {
     use std::sync::atomic::{AtomicI64, Ordering};
     static NEXT: AtomicI64 = AtomicI64::new(0);
     1000 + NEXT.fetch_add(1, Ordering::SeqCst)
+}
+
+pub struct TestPublisher {
+    _conn: amqprs::connection::Connection,
+    pub confirm: dop::messaging::publisher::ConfirmChannel,
+}
+
+impl TestPublisher {
+    /// Publishes a body with a message id (and trace/saga headers).
+    pub async fn publish(&self, exchange: &str, routing_key: &str, message_id: &str, body: &[u8]) {
+        let out = dop::messaging::publisher::Outgoing {
+            exchange: exchange.into(),
+            routing_key: routing_key.into(),
+            message_id: message_id.into(),
+            body: body.to_vec(),
+            headers: vec![("trace_id".into(), amqprs::FieldValue::from("test-trace"))],
+        };
+        self.confirm
+            .publish_confirmed(&out)
+            .await
+            .expect("publish confirmed");
+    }
 }

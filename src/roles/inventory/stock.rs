@@ -3,7 +3,7 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 
 use super::schema::inventories;
@@ -58,13 +58,16 @@ fn qty(v: i64) -> Result<i32, ApiError> {
 
 pub async fn get(ctx: &Ctx, product_id: i64) -> Result<Inventory, ApiError> {
     let mut conn = ctx.pool.get().await?;
-    inventories::table
-        .find(product_id)
-        .select(Inventory::as_select())
-        .first(&mut conn)
-        .await
-        .optional()?
-        .ok_or_else(|| ApiError::not_found(format!("product {product_id} not found")))
+    conn.transaction::<_, diesel::result::Error, _>(async |c| {
+        inventories::table
+            .find(product_id)
+            .select(Inventory::as_select())
+            .first(c)
+            .await
+            .optional()
+    })
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("product {product_id} not found")))
 }
 
 pub async fn create(ctx: &Ctx, body: CreateInventory) -> Result<Inventory, ApiError> {
@@ -75,14 +78,18 @@ pub async fn create(ctx: &Ctx, body: CreateInventory) -> Result<Inventory, ApiEr
     }
     let available = qty(body.available_qty)?;
     let mut conn = ctx.pool.get().await?;
-    let r = diesel::insert_into(inventories::table)
-        .values((
-            inventories::product_id.eq(body.product_id),
-            inventories::available_qty.eq(available),
-            inventories::reserved_qty.eq(0),
-            inventories::version.eq(1),
-        ))
-        .execute(&mut conn)
+    let r = conn
+        .transaction::<_, diesel::result::Error, _>(async |c| {
+            diesel::insert_into(inventories::table)
+                .values((
+                    inventories::product_id.eq(body.product_id),
+                    inventories::available_qty.eq(available),
+                    inventories::reserved_qty.eq(0),
+                    inventories::version.eq(1),
+                ))
+                .execute(c)
+                .await
+        })
         .await;
     match r {
         Ok(_) => {}
@@ -101,13 +108,17 @@ pub async fn create(ctx: &Ctx, body: CreateInventory) -> Result<Inventory, ApiEr
 pub async fn set(ctx: &Ctx, product_id: i64, body: SetInventory) -> Result<Inventory, ApiError> {
     let available = qty(body.available_qty)?;
     let mut conn = ctx.pool.get().await?;
-    let n = diesel::update(inventories::table.find(product_id))
-        .set((
-            inventories::available_qty.eq(available),
-            inventories::version.eq(inventories::version + 1),
-            inventories::updated_at.eq(chrono::Utc::now().naive_utc()),
-        ))
-        .execute(&mut conn)
+    let n = conn
+        .transaction::<_, diesel::result::Error, _>(async |c| {
+            diesel::update(inventories::table.find(product_id))
+                .set((
+                    inventories::available_qty.eq(available),
+                    inventories::version.eq(inventories::version + 1),
+                    inventories::updated_at.eq(chrono::Utc::now().naive_utc()),
+                ))
+                .execute(c)
+                .await
+        })
         .await?;
     if n == 0 {
         return Err(ApiError::not_found(format!(

@@ -41,10 +41,9 @@ pub async fn list(
         q = q.filter(saga_states::saga_id.lt(b));
     }
     // Saga ids are UUIDv7: ordering by id is ordering by creation time.
-    let rows: Vec<SagaRow> = q
-        .order(saga_states::saga_id.desc())
-        .limit(limit)
-        .load(&mut conn)
+    let q = q.order(saga_states::saga_id.desc()).limit(limit);
+    let rows: Vec<SagaRow> = conn
+        .transaction::<_, diesel::result::Error, _>(async |c| q.load(c).await)
         .await?;
     let next_before = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|r| r.saga_id.clone()))
@@ -65,25 +64,33 @@ pub struct SagaDetail {
 
 pub async fn show(ctx: &Ctx, saga_id: &str) -> Result<SagaDetail, ApiError> {
     let mut conn = ctx.pool.get().await?;
-    let saga: SagaRow = saga_states::table
-        .find(saga_id)
-        .select(SagaRow::as_select())
-        .first(&mut conn)
-        .await
-        .optional()?
-        .ok_or_else(|| ApiError::not_found(format!("saga {saga_id} not found")))?;
-    let order: Option<OrderRow> = orders::table
-        .find(&saga.order_id)
-        .select(OrderRow::as_select())
-        .first(&mut conn)
-        .await
-        .optional()?;
-    let events: Vec<SagaEventRow> = saga_events::table
-        .filter(saga_events::saga_id.eq(saga_id))
-        .order(saga_events::id.asc())
-        .select(SagaEventRow::as_select())
-        .load(&mut conn)
+    let found = conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            let saga: Option<SagaRow> = saga_states::table
+                .find(saga_id)
+                .select(SagaRow::as_select())
+                .first(conn)
+                .await
+                .optional()?;
+            let Some(saga) = saga else { return Ok(None) };
+            let order: Option<OrderRow> = orders::table
+                .find(&saga.order_id)
+                .select(OrderRow::as_select())
+                .first(conn)
+                .await
+                .optional()?;
+            let events: Vec<SagaEventRow> = saga_events::table
+                .filter(saga_events::saga_id.eq(saga_id))
+                .order(saga_events::id.asc())
+                .select(SagaEventRow::as_select())
+                .load(conn)
+                .await?;
+            Ok(Some((saga, order, events)))
+        })
         .await?;
+    let Some((saga, order, events)) = found else {
+        return Err(ApiError::not_found(format!("saga {saga_id} not found")));
+    };
     Ok(SagaDetail {
         saga: SagaView::from(&saga),
         order: order.as_ref().map(OrderView::from),

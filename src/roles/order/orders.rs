@@ -164,10 +164,14 @@ pub async fn place(
             })
         }
         Err(e) if db::is_duplicate(&e) && key.is_some() => {
-            let existing: OrderRow = orders::table
-                .filter(orders::idempotency_key.eq(key.as_deref()))
-                .select(OrderRow::as_select())
-                .first(&mut conn)
+            let existing: OrderRow = conn
+                .transaction::<_, diesel::result::Error, _>(async |c| {
+                    orders::table
+                        .filter(orders::idempotency_key.eq(key.as_deref()))
+                        .select(OrderRow::as_select())
+                        .first(c)
+                        .await
+                })
                 .await?;
             if same_request(&existing, &new) {
                 Ok(Placed {
@@ -186,23 +190,30 @@ pub async fn place(
 
 pub async fn get(ctx: &Ctx, id: &str) -> Result<OrderRow, ApiError> {
     let mut conn = ctx.pool.get().await?;
-    orders::table
-        .find(id)
-        .select(OrderRow::as_select())
-        .first(&mut conn)
-        .await
-        .optional()?
-        .ok_or_else(|| ApiError::not_found(format!("order {id} not found")))
+    conn.transaction::<_, diesel::result::Error, _>(async |c| {
+        orders::table
+            .find(id)
+            .select(OrderRow::as_select())
+            .first(c)
+            .await
+            .optional()
+    })
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("order {id} not found")))
 }
 
 pub async fn list_by_user(ctx: &Ctx, user_id: i64, limit: i64) -> Result<Vec<OrderRow>, ApiError> {
     let mut conn = ctx.pool.get().await?;
-    Ok(orders::table
-        .filter(orders::user_id.eq(user_id))
-        .order(orders::created_at.desc())
-        .limit(limit)
-        .select(OrderRow::as_select())
-        .load(&mut conn)
+    Ok(conn
+        .transaction::<_, diesel::result::Error, _>(async |c| {
+            orders::table
+                .filter(orders::user_id.eq(user_id))
+                .order(orders::created_at.desc())
+                .limit(limit)
+                .select(OrderRow::as_select())
+                .load(c)
+                .await
+        })
         .await?)
 }
 

@@ -39,16 +39,20 @@ pub async fn run(ctx: AppState) {
 pub async fn resend_stuck(ctx: &Ctx, stuck_after: Duration, limit: i64) -> anyhow::Result<usize> {
     let cutoff = chrono::Utc::now().naive_utc() - chrono::Duration::from_std(stuck_after)?;
     let mut conn = ctx.pool.get().await?;
-    let ids: Vec<String> = saga_states::table
-        .filter(saga_states::status.eq_any([
-            SagaStatus::InProgress.as_str(),
-            SagaStatus::Compensating.as_str(),
-        ]))
-        .filter(saga_states::updated_at.le(cutoff))
-        .order(saga_states::updated_at.asc())
-        .limit(limit)
-        .select(saga_states::saga_id)
-        .load(&mut conn)
+    let ids: Vec<String> = conn
+        .transaction::<_, diesel::result::Error, _>(async |c| {
+            saga_states::table
+                .filter(saga_states::status.eq_any([
+                    SagaStatus::InProgress.as_str(),
+                    SagaStatus::Compensating.as_str(),
+                ]))
+                .filter(saga_states::updated_at.le(cutoff))
+                .order(saga_states::updated_at.asc())
+                .limit(limit)
+                .select(saga_states::saga_id)
+                .load(c)
+                .await
+        })
         .await?;
     let mut n = 0;
     for saga_id in ids {

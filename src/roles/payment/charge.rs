@@ -66,14 +66,17 @@ impl From<PaymentRow> for PaymentView {
 
 pub async fn get(ctx: &Ctx, order_id: &str) -> Result<PaymentView, ApiError> {
     let mut conn = ctx.pool.get().await?;
-    payments::table
-        .filter(payments::order_id.eq(order_id))
-        .select(PaymentRow::as_select())
-        .first(&mut conn)
-        .await
-        .optional()?
-        .map(PaymentView::from)
-        .ok_or_else(|| ApiError::not_found(format!("no payment for order {order_id}")))
+    conn.transaction::<_, diesel::result::Error, _>(async |c| {
+        payments::table
+            .filter(payments::order_id.eq(order_id))
+            .select(PaymentRow::as_select())
+            .first(c)
+            .await
+            .optional()
+    })
+    .await?
+    .map(PaymentView::from)
+    .ok_or_else(|| ApiError::not_found(format!("no payment for order {order_id}")))
 }
 
 pub struct PaymentHandler {
