@@ -147,8 +147,10 @@ impl RunningRole {
 impl RunningRole {
     /// Stops everything at once, flushing nothing: what a SIGKILL leaves
     /// (used by the crash tests).
-    pub fn abort(self) {
+    pub async fn abort(self) {
         self.server.abort();
+        // The listener is freed once the aborted task is dropped.
+        let _ = self.server.await;
         self.ctx.broker.close();
         self.ctx.outbox.abort();
         for t in self.tasks {

@@ -6,6 +6,26 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 
+/// Installs a JSON subscriber writing to `writer` (tests read what the roles
+/// log through it).
+pub fn init_json_to<W>(writer: W)
+where
+    W: for<'a> fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    let _ = tracing_subscriber::registry()
+        .with(EnvFilter::new("info"))
+        .with(
+            fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(true)
+                .with_target(false)
+                .with_writer(writer),
+        )
+        .try_init();
+}
+
 /// Installs the global subscriber; `format` is `auto`, `json` or `pretty`.
 pub fn init(format: &str) {
     let filter = EnvFilter::try_from_env("DOP_LOG")

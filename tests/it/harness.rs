@@ -119,6 +119,9 @@ impl Stack {
         cfg.outbox.sweep_interval = Duration::from_millis(300);
         cfg.outbox.sweep_after = Duration::from_millis(500);
         cfg.shutdown.grace = Duration::from_secs(10);
+        // The harness migrates below; roles may then start while the
+        // database is unreachable (the outage tests need that).
+        cfg.migrate_on_start = false;
         if let Some(t) = &opts.admin_token {
             cfg.admin.token = dop::config::Secret::new(t.clone());
         }
@@ -210,7 +213,7 @@ impl Stack {
     /// The role as if its process died: tasks dropped without any flush.
     pub async fn kill_role(&mut self, role: Role) {
         if let Some(r) = self.running.remove(&role) {
-            r.abort();
+            r.abort().await;
         }
         self.http = Client::new(Duration::from_secs(15));
     }
@@ -239,10 +242,7 @@ impl Stack {
         )
         .await
         .unwrap();
-        TestPublisher {
-            _conn: conn,
-            confirm,
-        }
+        TestPublisher { conn, confirm }
     }
 
     /// A connection to one role's database.
@@ -414,7 +414,7 @@ pub fn product_id() -> i64 {
 }
 
 pub struct TestPublisher {
-    _conn: amqprs::connection::Connection,
+    pub conn: amqprs::connection::Connection,
     pub confirm: dop::messaging::publisher::ConfirmChannel,
 }
 
@@ -433,4 +433,21 @@ impl TestPublisher {
             .await
             .expect("publish confirmed");
     }
+}
+
+impl TestPublisher {
+    /// Messages waiting in a queue (passive declare).
+    pub async fn depth(&self, queue: &str) -> u32 {
+        dop::messaging::Broker::queue_depth(self.confirm.channel(), queue)
+            .await
+            .expect("queue depth")
+    }
+}
+
+/// A metric's value summed over the series whose text contains `filter`.
+pub fn metric(text: &str, name: &str, filter: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

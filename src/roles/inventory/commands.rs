@@ -235,11 +235,30 @@ async fn release_once(
             .await?;
             let logs = logs_of(conn, &cmd.order_id).await?;
             let reserved = logs.iter().any(|l| l.action == RESERVE && l.success);
-            let released = logs.iter().any(|l| l.action == RELEASE);
+            let released = logs.iter().any(|l| l.action == RELEASE && l.success);
+            let failed_before = logs.iter().any(|l| l.action == RELEASE && !l.success);
             if released || !reserved || moved == 0 {
                 return Err(TxError::Logged(logs));
             }
-            insert_log(conn, cmd, RELEASE, cmd.quantity, true, None, &d.message_id).await?;
+            if failed_before {
+                // A release that failed (and that an operator retries) may
+                // succeed now: the log row records the new outcome.
+                diesel::update(
+                    inventory_logs::table
+                        .filter(inventory_logs::order_id.eq(&cmd.order_id))
+                        .filter(inventory_logs::action.eq(RELEASE)),
+                )
+                .set((
+                    inventory_logs::success.eq(true),
+                    inventory_logs::quantity.eq(cmd.quantity),
+                    inventory_logs::reason.eq(None::<String>),
+                    inventory_logs::message_id.eq(&d.message_id),
+                ))
+                .execute(conn)
+                .await?;
+            } else {
+                insert_log(conn, cmd, RELEASE, cmd.quantity, true, None, &d.message_id).await?;
+            }
             let msgs = vec![OutboxMessage::new(
                 &Message::Released(result(cmd, true, None)),
                 &d.trace_id,
