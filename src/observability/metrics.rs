@@ -175,6 +175,16 @@ impl Metrics {
             "Database pool size limit",
             db_pool_max.clone(),
         );
+        // Terminal counts exist from the start, so a dashboard shows 0, not
+        // "no data".
+        for status in ["COMPLETED", "COMPENSATED", "FAILED"] {
+            saga_total.get_or_create(&StatusLabels {
+                status: status.into(),
+            });
+        }
+        outbox_backlog.get_or_create(&ServiceLabels {
+            service: service.to_string(),
+        });
         Self {
             service: service.to_string(),
             registry,

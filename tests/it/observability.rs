@@ -1,0 +1,233 @@
+//! What operators see: one trace id across the three roles' logs, and a
+//! dashboard that queries only metrics dop exports.
+
+use std::{
+    io::Write,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use dop::roles::Role;
+use hyper::Method;
+
+use crate::harness::{product_id, Opts, Stack};
+
+#[derive(Clone, Default)]
+struct Buf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buf {
+    type Writer = Buf;
+    fn make_writer(&'a self) -> Buf {
+        self.clone()
+    }
+}
+
+/// nextest runs each test in its own process, so this test owns the global
+/// log subscriber.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_id_is_followed_across_all_three_roles() {
+    let buf = Buf::default();
+    dop::observability::logging::init_json_to(buf.clone());
+    let s = Stack::start(Opts::default()).await;
+    let pid = product_id();
+    s.add_product(pid, 10).await;
+    let body = format!(r#"{{"user_id":1,"product_id":{pid},"quantity":1,"total_amount":2.50}}"#);
+    let r = s
+        .http
+        .send(
+            Method::POST,
+            &s.url(Role::Order, "/orders"),
+            Some(body.into()),
+            &[("x-request-id", "follow-me-123")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201);
+    let id = r.json().unwrap()["order_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        s.wait_terminal(&id, Duration::from_secs(30)).await,
+        "CONFIRMED"
+    );
+    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| l.contains("follow-me-123"))
+        .map(|l| serde_json::from_str(l).expect("every log line is one JSON object"))
+        .collect();
+    for service in ["order-service", "inventory-service", "payment-service"] {
+        assert!(
+            lines.iter().any(|l| l.to_string().contains(service)),
+            "no {service} line carries the trace id:\n{text}"
+        );
+    }
+    // Lines of the saga carry its ids too.
+    assert!(lines.iter().any(|l| l["order_id"] == id.as_str()), "{text}");
+    s.teardown().await;
+}
+
+/// Every metric name a dashboard panel queries is one dop exports.
+#[test]
+fn dashboard_queries_only_exported_metrics() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/observability/grafana/dashboards/dop-saga-overview.json"
+    );
+    let d: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(d["uid"], "dop-saga-overview");
+    let panels = d["panels"].as_array().unwrap();
+    assert!(panels.len() >= 6);
+    let exported = dop::observability::metrics::EXPORTED;
+    let mut checked = 0;
+    for p in panels {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"].as_str().unwrap();
+            // Identifiers followed by `{` or `[` or standing alone in a
+            // function call are metric names; strip histogram suffixes.
+            for name in metric_names(expr) {
+                let base = name
+                    .trim_end_matches("_bucket")
+                    .trim_end_matches("_sum")
+                    .trim_end_matches("_count");
+                assert!(
+                    exported.contains(&base) || exported.contains(&name.as_str()),
+                    "panel {:?} queries {name}, which dop does not export",
+                    p["title"]
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 6);
+    // And the exported names are what a scrape shows once each has a sample.
+    let metrics = dop::observability::Metrics::new("test");
+    touch_every_family(&metrics);
+    let m = metrics.encode();
+    for name in exported {
+        let family = name.trim_end_matches("_total");
+        assert!(
+            m.contains(&format!("# TYPE {family} ")),
+            "{name} missing from:\n{m}"
+        );
+    }
+}
+
+fn metric_names(expr: &str) -> Vec<String> {
+    const WORDS: &[&str] = &[
+        "sum",
+        "by",
+        "rate",
+        "histogram_quantile",
+        "le",
+        "or",
+        "and",
+        "on",
+        "without",
+        "increase",
+        "irate",
+        "avg",
+        "max",
+        "min",
+        "count",
+        "vector",
+        "clamp_min",
+    ];
+    let mut out = Vec::new();
+    let mut in_braces = 0;
+    let mut in_quotes = false;
+    let mut word = String::new();
+    let mut words = Vec::new();
+    for c in expr.chars() {
+        match c {
+            '"' => in_quotes = !in_quotes,
+            '{' if !in_quotes => in_braces += 1,
+            '}' if !in_quotes => in_braces -= 1,
+            _ => {}
+        }
+        if (c.is_ascii_alphanumeric() || c == '_') && in_braces == 0 && !in_quotes {
+            word.push(c);
+        } else if !word.is_empty() {
+            words.push((std::mem::take(&mut word), c));
+        }
+    }
+    if !word.is_empty() {
+        words.push((word, ' '));
+    }
+    for (w, next) in words {
+        let is_label_list = next == ',' || next == ')';
+        if w.contains('_')
+            && !WORDS.contains(&w.as_str())
+            && !w.chars().next().unwrap().is_ascii_digit()
+            && !(is_label_list
+                && !w.ends_with("_total")
+                && !w.ends_with("_bucket")
+                && !exportedish(&w))
+        {
+            out.push(w);
+        }
+    }
+    out
+}
+
+fn exportedish(w: &str) -> bool {
+    dop::observability::metrics::EXPORTED
+        .iter()
+        .any(|e| w.starts_with(e))
+}
+
+fn touch_every_family(m: &dop::observability::Metrics) {
+    use dop::observability::metrics::*;
+    let s = || "x".to_string();
+    m.http_requests
+        .get_or_create(&HttpLabels {
+            service: s(),
+            method: s(),
+            path: s(),
+            status: s(),
+        })
+        .inc();
+    m.http_duration
+        .get_or_create(&HttpDurationLabels {
+            service: s(),
+            method: s(),
+            path: s(),
+        })
+        .observe(0.1);
+    m.saga_total
+        .get_or_create(&StatusLabels { status: s() })
+        .inc();
+    m.saga_duration
+        .get_or_create(&StatusLabels { status: s() })
+        .observe(0.1);
+    m.published(&s(), &s());
+    m.consumed(&s(), &s());
+    m.outbox_backlog.get_or_create(&m.service_labels()).set(1);
+    m.outbox_relay_latency
+        .get_or_create(&m.service_labels())
+        .observe(0.1);
+    m.dlq_depth
+        .get_or_create(&QueueLabels {
+            service: s(),
+            queue: s(),
+        })
+        .set(1);
+    m.reserve_rejections
+        .get_or_create(&ReasonLabels { reason: s() })
+        .inc();
+    m.observe_pool(deadpool::Status {
+        max_size: 1,
+        size: 1,
+        available: 1,
+        waiting: 0,
+    });
+}
