@@ -135,7 +135,7 @@ for url in "$ORDER_URL" "$INVENTORY_URL" "$PAYMENT_URL"; do
     if out="$(promtool check metrics <"$metrics" 2>&1)"; then
         pass "promtool check metrics $url/metrics ($(grep -c '^# TYPE' "$metrics") families)"
     else
-        fail "promtool check metrics $url/metrics: $(head -n 5 <<<"$out")"
+        fail "promtool check metrics $url/metrics: $(head -n 6 <<<"$out" | paste -sd ';' -)"
     fi
 done
 
@@ -234,5 +234,23 @@ while IFS=$'\t' read -r verdict text; do
         FAIL) fail "query returns no data: $text" ;;
     esac
 done <<<"$results"
+
+# honor_labels keeps each role's own `service` label and the target label
+# fills it in where a series has none: both must agree, so the dop jobs show
+# exactly three service values.
+http GET "$PROM_URL/api/v1/query?query=count+by+(service)+(%7Bjob%3D~%22dop-.%2A%22%7D)"
+services="$(python3 -c '
+import json, sys
+try:
+    r = json.loads(sys.argv[1])["data"]["result"]
+except Exception:
+    sys.exit(0)
+print(" ".join(sorted(x["metric"].get("service", "(none)") for x in r)))
+' "$HTTP_BODY")"
+if [[ "$(wc -w <<<"$services")" == 3 ]]; then
+    pass "one service label value per role: $services"
+else
+    fail "service label values across the dop jobs: '$services' (expected one per role; do prometheus*.yml labels match what the roles export?)"
+fi
 
 finish observability

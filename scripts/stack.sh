@@ -29,7 +29,7 @@
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-STACK_DIR="$REPO_ROOT/.stack"
+STACK_DIR="${STACK_DIR:-$REPO_ROOT/.stack}"
 DOP_BIN="${DOP_BIN:-$REPO_ROOT/target/release/dop}"
 DOP_STACK="${DOP_STACK:-local}"
 COMPOSE_FILE_PATH="${COMPOSE_FILE:-$REPO_ROOT/deploy/docker-compose.yml}"
@@ -75,12 +75,20 @@ pid_of() {
     file="$(pid_file "$1")"
     [[ -f "$file" ]] || return 0
     pid="$(cat "$file" 2>/dev/null || true)"
-    if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null &&
+    if [[ "$pid" =~ ^[0-9]+$ ]] && alive "$pid" &&
         tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "serve --role $1"; then
         echo "$pid"
     else
         rm -f "$file"
     fi
+}
+
+# alive PID: the process exists and is not a zombie waiting to be reaped.
+alive() {
+    local state
+    kill -0 "$1" 2>/dev/null || return 1
+    state="$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null || true)"
+    [[ "$state" != Z ]]
 }
 
 port_in_use() {
@@ -117,7 +125,7 @@ start_role() {
     pid=$!
     echo "$pid" >"$(pid_file "$role")"
     sleep 0.3
-    if ! kill -0 "$pid" 2>/dev/null; then
+    if ! alive "$pid"; then
         rm -f "$(pid_file "$role")"
         echo "$role: exited at once; last lines of $log:" >&2
         tail -n 20 "$log" >&2 || true
@@ -135,7 +143,7 @@ stop_role() {
     fi
     kill -s "$signal" "$pid" 2>/dev/null || true
     deadline=$((SECONDS + STOP_TIMEOUT))
-    while kill -0 "$pid" 2>/dev/null; do
+    while alive "$pid"; do
         if ((SECONDS >= deadline)); then
             echo "$role: still running ${STOP_TIMEOUT}s after SIG$signal; sending SIGKILL" >&2
             kill -s KILL "$pid" 2>/dev/null || true
