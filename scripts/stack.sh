@@ -184,7 +184,13 @@ reset_db() {
 # ---- compose mode -----------------------------------------------------------
 
 compose() {
-    docker compose -f "$COMPOSE_FILE_PATH" "$@"
+    if docker compose version >/dev/null 2>&1; then
+        docker compose -f "$COMPOSE_FILE_PATH" "$@"
+    elif command -v docker-compose >/dev/null 2>&1; then
+        docker-compose -f "$COMPOSE_FILE_PATH" "$@"
+    else
+        die "DOP_STACK=compose needs the docker compose plugin (or docker-compose)"
+    fi
 }
 
 # compose_services ARG: the compose services for a role argument; "all" is
