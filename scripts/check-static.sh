@@ -61,7 +61,7 @@ esac
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo_root"
 
-tools_dir="${DOP_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dop-static-tools}"
+tools_dir="${DOP_TOOLS_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/dop-static-tools}"
 venv="$tools_dir/venv"
 npm_prefix="$tools_dir/npm"
 tf_plugin_dir="${TF_PLUGIN_DIR:-/opt/tf-plugins}"
@@ -129,7 +129,13 @@ install_node_tools() {
     say "setup: installing ${NPM_PINS[*]} into $npm_prefix"
     rm -rf "$npm_prefix"
     mkdir -p "$npm_prefix"
-    npm install --prefix "$npm_prefix" --no-audit --no-fund --no-package-lock --silent "${NPM_PINS[@]}"
+    # Node trusts only its bundled CAs; where TLS goes through a local CA (the
+    # system store knows it), npm would stall retrying without this.
+    if [[ -z "${NODE_EXTRA_CA_CERTS:-}" && -r /etc/ssl/certs/ca-certificates.crt ]]; then
+        export NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
+    fi
+    npm install --prefix "$npm_prefix" --cache "$tools_dir/npm-cache" --no-audit --no-fund \
+        --no-package-lock --silent "${NPM_PINS[@]}"
     printf '%s' "$want" >"$stamp"
 }
 
