@@ -53,6 +53,17 @@ pub enum Outcome {
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
     async fn handle(&self, delivery: &Delivery) -> Outcome;
+
+    /// Handles deliveries that arrived together, one outcome each, in
+    /// order. The default handles them one by one; a handler overrides it
+    /// to do the work of many in one transaction.
+    async fn handle_batch(&self, deliveries: &[Delivery]) -> Vec<Outcome> {
+        let mut out = Vec::with_capacity(deliveries.len());
+        for d in deliveries {
+            out.push(self.handle(d).instrument(delivery_span("", d)).await);
+        }
+        out
+    }
 }
 
 fn header_str(h: Option<&FieldTable>, key: &str) -> Option<String> {
@@ -84,8 +95,16 @@ pub struct ConsumerCtx {
     pub concurrency: usize,
 }
 
+/// Most deliveries handed to a handler at once.
+pub const MAX_BATCH: usize = 32;
+/// Batches in flight per consumer.
+const BATCHES_IN_FLIGHT: usize = 8;
+
 /// Consumes until the channel closes or `stop` turns true; then waits for
-/// the deliveries in hand before returning.
+/// the deliveries in hand before returning. Deliveries that are already
+/// waiting are taken together (up to `MAX_BATCH`), so a handler can do the
+/// work of many in one transaction; under light load a batch is one
+/// delivery and nothing waits.
 pub async fn run(
     ctx: Arc<ConsumerCtx>,
     channel: Channel,
@@ -93,13 +112,13 @@ pub async fn run(
     mut rx: mpsc::UnboundedReceiver<ConsumerMessage>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(ctx.concurrency));
+    let permits = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
     loop {
         let msg = tokio::select! {
             m = rx.recv() => m,
             _ = async { let _ = stop.wait_for(|s| *s).await; } => None,
         };
-        let Some(msg) = msg else {
+        let Some(first) = msg else {
             if *stop.borrow() {
                 let _ = channel
                     .basic_cancel(BasicCancelArguments::new(&consumer_tag))
@@ -110,65 +129,118 @@ pub async fn run(
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
+        // Whatever arrived while we waited for a permit joins the batch.
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH.min(ctx.concurrency.max(1)) {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
         let ctx = ctx.clone();
         let channel = channel.clone();
         tokio::spawn(async move {
-            handle_one(&ctx, &channel, msg).await;
+            handle_batch(&ctx, &channel, batch).await;
             drop(permit);
         });
     }
     // Wait for in-flight deliveries to be acked (or abandoned to redelivery).
     let _ = tokio::time::timeout(
         Duration::from_secs(30),
-        permits.acquire_many(ctx.concurrency as u32),
+        permits.acquire_many(BATCHES_IN_FLIGHT as u32),
     )
     .await;
 }
 
-async fn handle_one(ctx: &ConsumerCtx, channel: &Channel, msg: ConsumerMessage) {
+fn delivery(ctx: &ConsumerCtx, msg: ConsumerMessage) -> Option<(u64, Delivery)> {
     let (Some(deliver), Some(props), Some(body)) = (msg.deliver, msg.basic_properties, msg.content)
     else {
-        return;
+        return None;
     };
-    let tag = deliver.delivery_tag();
     let headers = props.headers();
-    let delivery = Delivery {
-        queue: ctx.queue.to_string(),
-        exchange: deliver.exchange().clone(),
-        routing_key: deliver.routing_key().clone(),
-        message_id: props.message_id().cloned().unwrap_or_default(),
-        trace_id: header_str(headers, "trace_id").unwrap_or_else(new_trace_id),
-        saga_id: header_str(headers, "saga_id"),
-        retry_count: header_u32(headers, "x-retry-count"),
-        body,
-    };
+    Some((
+        deliver.delivery_tag(),
+        Delivery {
+            queue: ctx.queue.to_string(),
+            exchange: deliver.exchange().clone(),
+            routing_key: deliver.routing_key().clone(),
+            message_id: props.message_id().cloned().unwrap_or_default(),
+            trace_id: header_str(headers, "trace_id").unwrap_or_else(new_trace_id),
+            saga_id: header_str(headers, "saga_id"),
+            retry_count: header_u32(headers, "x-retry-count"),
+            body,
+        },
+    ))
+}
+
+/// Why a delivery is refused before any handler sees it.
+fn precheck(d: &Delivery) -> Option<Outcome> {
+    if d.body.len() > MAX_BODY {
+        return Some(Outcome::DeadLetter(format!(
+            "body of {} bytes exceeds {MAX_BODY}",
+            d.body.len()
+        )));
+    }
+    if uuid::Uuid::parse_str(&d.message_id).is_err() {
+        return Some(Outcome::DeadLetter(format!(
+            "message_id {:?} is not a UUID",
+            d.message_id
+        )));
+    }
+    None
+}
+
+async fn handle_batch(ctx: &ConsumerCtx, channel: &Channel, msgs: Vec<ConsumerMessage>) {
+    let mut ready = Vec::with_capacity(msgs.len());
+    for msg in msgs {
+        let Some((tag, d)) = delivery(ctx, msg) else {
+            continue;
+        };
+        match precheck(&d) {
+            Some(outcome) => settle_in_span(ctx, channel, tag, &d, outcome).await,
+            None => ready.push((tag, d)),
+        }
+    }
+    if ready.is_empty() {
+        return;
+    }
+    let deliveries: Vec<Delivery> = ready.iter().map(|(_, d)| d.clone()).collect();
+    let span = tracing::info_span!("deliveries", service = %ctx.metrics.service, queue = ctx.queue, count = deliveries.len());
+    let outcomes = ctx.handler.handle_batch(&deliveries).instrument(span).await;
+    for ((tag, d), outcome) in ready.iter().zip(outcomes) {
+        settle_in_span(ctx, channel, *tag, d, outcome).await;
+    }
+}
+
+async fn settle_in_span(
+    ctx: &ConsumerCtx,
+    channel: &Channel,
+    tag: u64,
+    d: &Delivery,
+    outcome: Outcome,
+) {
     let span = tracing::info_span!(
         "delivery",
         service = %ctx.metrics.service,
-        trace_id = %delivery.trace_id,
-        saga_id = delivery.saga_id.as_deref().unwrap_or(""),
+        trace_id = %d.trace_id,
+        saga_id = d.saga_id.as_deref().unwrap_or(""),
         queue = ctx.queue,
-        routing_key = %delivery.routing_key,
-        message_id = %delivery.message_id,
+        routing_key = %d.routing_key,
+        message_id = %d.message_id,
     );
-    async {
-        let outcome = if delivery.body.len() > MAX_BODY {
-            Outcome::DeadLetter(format!(
-                "body of {} bytes exceeds {MAX_BODY}",
-                delivery.body.len()
-            ))
-        } else if uuid::Uuid::parse_str(&delivery.message_id).is_err() {
-            Outcome::DeadLetter(format!(
-                "message_id {:?} is not a UUID",
-                delivery.message_id
-            ))
-        } else {
-            ctx.handler.handle(&delivery).await
-        };
-        settle(ctx, channel, tag, &delivery, outcome).await;
-    }
-    .instrument(span)
-    .await
+    settle(ctx, channel, tag, d, outcome).instrument(span).await
+}
+
+/// Runs `f` inside the span of one delivery (for logs that name it).
+pub fn delivery_span(service: &str, d: &Delivery) -> tracing::Span {
+    tracing::info_span!(
+        "delivery",
+        service = %service,
+        trace_id = %d.trace_id,
+        saga_id = d.saga_id.as_deref().unwrap_or(""),
+        routing_key = %d.routing_key,
+        message_id = %d.message_id,
+    )
 }
 
 async fn settle(ctx: &ConsumerCtx, channel: &Channel, tag: u64, d: &Delivery, outcome: Outcome) {

@@ -178,11 +178,11 @@ impl Metrics {
         // Terminal counts exist from the start, so a dashboard shows 0, not
         // "no data".
         for status in ["COMPLETED", "COMPENSATED", "FAILED"] {
-            saga_total.get_or_create(&StatusLabels {
+            let _ = saga_total.get_or_create(&StatusLabels {
                 status: status.into(),
             });
         }
-        outbox_backlog.get_or_create(&ServiceLabels {
+        let _ = outbox_backlog.get_or_create(&ServiceLabels {
             service: service.to_string(),
         });
         Self {
@@ -203,13 +203,13 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition of this role.
+    /// The Prometheus text exposition (format 0.0.4) of this role.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();
         }
-        out
+        to_prometheus_text(&out)
     }
 
     pub fn consumed(&self, queue: &str, outcome: &str) {
@@ -270,3 +270,56 @@ pub const EXPORTED: &[&str] = &[
     "db_pool_connections",
     "db_pool_max",
 ];
+
+/// prometheus-client writes OpenMetrics: a counter's HELP and TYPE lines
+/// name the family (`http_requests`) while its samples are
+/// `http_requests_total`, and the text ends with `# EOF`. The classic text
+/// format that Prometheus scrapes as 0.0.4 (and `promtool check metrics`
+/// reads) wants the sample name on HELP and TYPE, and no `# EOF`.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let lines: Vec<&str> = openmetrics.lines().collect();
+    let counters: std::collections::HashSet<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 256);
+    for line in lines {
+        if line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_named_by_their_samples() {
+        let m = Metrics::new("order-service");
+        m.consumed("order.events", "ack");
+        let text = m.encode();
+        assert!(
+            text.contains("# TYPE messages_consumed_total counter"),
+            "{text}"
+        );
+        assert!(text.contains("# HELP messages_consumed_total "), "{text}");
+        assert!(text.contains("messages_consumed_total{service=\"order-service\",queue=\"order.events\",outcome=\"ack\"} 1"), "{text}");
+        assert!(text.contains("# TYPE outbox_backlog gauge"), "{text}");
+        assert!(!text.contains("# EOF"));
+    }
+}
