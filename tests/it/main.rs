@@ -2,4 +2,5 @@
 //! on this machine. One binary (fast to link); each test gets its own
 //! databases and vhost, so they run in parallel.
 
+mod admin;
 mod harness;

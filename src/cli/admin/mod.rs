@@ -2,6 +2,9 @@
 //! role's HTTP API, `dlq` talks AMQP, `audit` reads the three databases.
 
 pub mod audit;
+pub mod dlq;
+pub mod sagas;
+pub mod table;
 
 use std::{path::Path, process::ExitCode};
 
@@ -9,12 +12,18 @@ use clap::Subcommand;
 
 #[derive(Subcommand, Debug)]
 pub enum AdminCmd {
+    /// List sagas (newest first), show one with its timeline, or retry one.
+    Sagas(sagas::Opts),
+    /// Dead-letter queues: list their depth and reasons, or redrive one.
+    Dlq(dlq::Opts),
     /// Check every invariant of DESIGN section 9 across the three databases.
     Audit(audit::Opts),
 }
 
 pub async fn run(cmd: AdminCmd, config: Option<&Path>) -> anyhow::Result<ExitCode> {
     match cmd {
+        AdminCmd::Sagas(o) => sagas::run(o, config).await,
+        AdminCmd::Dlq(o) => dlq::run(o, config).await,
         AdminCmd::Audit(o) => audit::run(o, config).await,
     }
 }

@@ -1,0 +1,301 @@
+//! `dop admin dlq list | redrive QUEUE`: dead letters over AMQP only (no
+//! management plugin needed). `list` peeks without consuming; `redrive`
+//! sends messages back where they were dead-lettered from. This file holds
+//! the command line and what both read from a dead letter's headers.
+
+mod list;
+mod redrive;
+
+use std::{path::Path, process::ExitCode};
+
+use amqprs::{channel::Channel, connection::Connection, BasicProperties, FieldTable, FieldValue};
+use anyhow::Context;
+use serde::Serialize;
+
+pub use list::{list, render_list, DlqStatus, SAMPLE};
+pub use redrive::{authorize, redrive, render_redrive, RedriveReport, Skipped};
+
+use crate::{
+    config::Config,
+    messaging::broker::{connection_args, Broker},
+};
+
+#[derive(clap::Args, Debug)]
+pub struct Opts {
+    #[command(subcommand)]
+    pub action: DlqAction,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum DlqAction {
+    /// Depth of each dead-letter queue and why its first messages died.
+    List(ListOpts),
+    /// Send dead letters back where they came from (operator action: needs
+    /// admin.token configured).
+    Redrive(RedriveOpts),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ListOpts {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RedriveOpts {
+    /// The consumed queue or its dead-letter queue, e.g. inventory.commands
+    /// or inventory.commands.dlq.
+    pub queue: String,
+    /// At most this many messages (default: all that are there at the start).
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// Must equal admin.token when given.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A dead letter, as its headers describe it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub message_id: Option<String>,
+    /// Where it was first published, if known.
+    pub exchange: Option<String>,
+    pub routing_key: Option<String>,
+    /// `x-dlq-reason`, written by the consumer that gave up on it.
+    pub reason: Option<String>,
+    pub retry_count: Option<String>,
+    pub saga_id: Option<String>,
+    pub trace_id: Option<String>,
+}
+
+fn header(h: Option<&FieldTable>, key: &str) -> Option<String> {
+    let name = key.try_into().ok()?;
+    match h?.get(&name)? {
+        FieldValue::S(s) => Some(s.as_ref().clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// The broker's most recent `x-death` record, if it dead-lettered the
+/// message itself (a consumer rejected it without forwarding it).
+fn last_death(h: Option<&FieldTable>) -> Option<FieldTable> {
+    let name = "x-death".try_into().ok()?;
+    let FieldValue::A(deaths) = h?.get(&name)? else {
+        return None;
+    };
+    let deaths: Vec<FieldValue> = deaths.clone().into();
+    match deaths.into_iter().next()? {
+        FieldValue::F(first) => Some(first),
+        _ => None,
+    }
+}
+
+/// Where a dead letter came from: the consumer's `x-original-*` headers, or
+/// else the broker's `x-death` record.
+fn original_route(h: Option<&FieldTable>) -> Option<(String, String)> {
+    if let (Some(e), Some(k)) = (
+        header(h, "x-original-exchange"),
+        header(h, "x-original-routing-key"),
+    ) {
+        return Some((e, k));
+    }
+    let death = last_death(h)?;
+    let exchange = header(Some(&death), "exchange")?;
+    let key_name = "routing-keys".try_into().ok()?;
+    let FieldValue::A(keys) = death.get(&key_name)? else {
+        return None;
+    };
+    let keys: Vec<FieldValue> = keys.clone().into();
+    match keys.into_iter().next()? {
+        FieldValue::S(k) => Some((exchange, k.as_ref().clone())),
+        _ => None,
+    }
+}
+
+pub(crate) fn describe(props: &BasicProperties) -> DeadLetter {
+    let h = props.headers();
+    let route = original_route(h);
+    DeadLetter {
+        message_id: props.message_id().cloned(),
+        exchange: route.as_ref().map(|r| r.0.clone()),
+        routing_key: route.map(|r| r.1),
+        reason: header(h, "x-dlq-reason").or_else(|| {
+            let why = header(last_death(h).as_ref(), "reason")?;
+            Some(format!("{why} (dead-lettered by the broker, x-death)"))
+        }),
+        retry_count: header(h, "x-retry-count"),
+        saga_id: header(h, "saga_id"),
+        trace_id: header(h, "trace_id"),
+    }
+}
+
+async fn connect(cfg: &Config) -> anyhow::Result<Connection> {
+    let args = connection_args(&cfg.rabbitmq.url)?;
+    Connection::open(&args)
+        .await
+        .with_context(|| format!("cannot reach RabbitMQ at {}", cfg.rabbitmq.url.redacted()))
+}
+
+/// A queue's depth, or None when it does not exist. A passive declare of a
+/// missing queue closes the channel, so a fresh one replaces it then.
+async fn depth(conn: &Connection, ch: &mut Channel, queue: &str) -> anyhow::Result<Option<u32>> {
+    match Broker::queue_depth(ch, queue).await {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if !ch.is_open() && conn.is_open() => {
+            tracing::debug!(queue, error = %e, "queue does not exist");
+            *ch = conn.open_channel(None).await?;
+            Ok(None)
+        }
+        Err(e) => Err(e).with_context(|| format!("Failed to read the depth of {queue}")),
+    }
+}
+
+fn or_dash(v: &Option<String>) -> String {
+    v.clone().unwrap_or_else(|| "-".into())
+}
+
+pub async fn run(opts: Opts, config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(config, None)?;
+    match opts.action {
+        DlqAction::List(o) => {
+            let statuses = list(&cfg).await?;
+            if o.json {
+                println!("{}", serde_json::to_string_pretty(&statuses)?);
+            } else {
+                print!("{}", render_list(&statuses));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqAction::Redrive(o) => {
+            let r = redrive(&cfg, &o.queue, o.limit, o.token.as_deref()).await?;
+            if o.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", render_redrive(&r));
+            }
+            Ok(if r.error.is_none() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{
+        redrive::{consumed_queue, republished},
+        *,
+    };
+    use crate::{
+        config::Secret,
+        messaging::{
+            consumer::{dead_letter, Delivery},
+            publisher::Outgoing,
+            topology,
+        },
+    };
+
+    fn props_of(out: &Outgoing) -> BasicProperties {
+        let mut t = FieldTable::new();
+        for (k, v) in &out.headers {
+            t.insert(k.as_str().try_into().unwrap(), v.clone());
+        }
+        BasicProperties::default()
+            .with_message_id(&out.message_id)
+            .with_headers(t)
+            .finish()
+    }
+
+    fn delivery(routing_key: &str) -> Delivery {
+        Delivery {
+            queue: topology::INVENTORY_COMMANDS.into(),
+            exchange: topology::COMMANDS.into(),
+            routing_key: routing_key.into(),
+            message_id: uuid::Uuid::new_v4().to_string(),
+            trace_id: "trace-1".into(),
+            saga_id: Some("saga-1".into()),
+            retry_count: 2,
+            body: b"{}".to_vec(),
+        }
+    }
+
+    /// What `consumer::dead_letter` writes is what redrive reads back.
+    #[test]
+    fn a_dead_letter_goes_back_where_it_came_from() {
+        let d = delivery(topology::RK_RESERVE);
+        let props = props_of(&dead_letter(&d, "malformed body"));
+        let seen = describe(&props);
+        assert_eq!(seen.reason.as_deref(), Some("malformed body"));
+        assert_eq!(seen.routing_key.as_deref(), Some(topology::RK_RESERVE));
+        assert_eq!(seen.retry_count.as_deref(), Some("2"));
+        let spec = consumed_queue("inventory.commands.dlq").unwrap();
+        let out = republished(spec, &props, d.body.clone()).unwrap();
+        assert_eq!(out.exchange, topology::COMMANDS);
+        assert_eq!(out.routing_key, topology::RK_RESERVE);
+        assert_eq!(out.message_id, d.message_id);
+        let mut keys: Vec<&str> = out.headers.iter().map(|(k, _)| k.as_str()).collect();
+        keys.sort();
+        assert_eq!(keys, ["saga_id", "trace_id"]);
+    }
+
+    /// A message the broker dead-lettered itself carries only `x-death`.
+    #[test]
+    fn the_brokers_x_death_is_read_too() {
+        let mut death = FieldTable::new();
+        death.insert(
+            "exchange".try_into().unwrap(),
+            FieldValue::from("saga.commands"),
+        );
+        death.insert("reason".try_into().unwrap(), FieldValue::from("rejected"));
+        let keys =
+            amqprs::FieldArray::try_from(vec![FieldValue::from("inventory.release")]).unwrap();
+        death.insert("routing-keys".try_into().unwrap(), FieldValue::A(keys));
+        let deaths = amqprs::FieldArray::try_from(vec![FieldValue::F(death)]).unwrap();
+        let mut h = FieldTable::new();
+        h.insert("x-death".try_into().unwrap(), FieldValue::A(deaths));
+        h.insert("trace_id".try_into().unwrap(), FieldValue::from("t"));
+        let props = BasicProperties::default()
+            .with_message_id(&uuid::Uuid::new_v4().to_string())
+            .with_headers(h)
+            .finish();
+        let seen = describe(&props);
+        assert_eq!(seen.routing_key.as_deref(), Some("inventory.release"));
+        assert_eq!(
+            seen.reason.as_deref(),
+            Some("rejected (dead-lettered by the broker, x-death)")
+        );
+        let spec = consumed_queue("inventory.commands").unwrap();
+        let out = republished(spec, &props, vec![]).unwrap();
+        assert_eq!(
+            (out.exchange.as_str(), out.headers.len()),
+            ("saga.commands", 1)
+        );
+    }
+
+    #[test]
+    fn routes_elsewhere_are_not_redriven() {
+        let d = delivery(topology::RK_PAY);
+        let props = props_of(&dead_letter(&d, "x"));
+        let spec = consumed_queue("inventory.commands").unwrap();
+        let err = republished(spec, &props, vec![]).unwrap_err();
+        assert!(err.contains("does not lead to inventory.commands"), "{err}");
+        assert!(consumed_queue("nope.dlq").is_err());
+    }
+
+    #[test]
+    fn redrive_needs_a_configured_token() {
+        let mut cfg = Config::default();
+        let err = authorize(&cfg, None).unwrap_err().to_string();
+        assert!(err.contains("admin.token is configured"), "{err}");
+        cfg.admin.token = Secret::new("s3cret");
+        assert!(authorize(&cfg, None).is_ok());
+        assert!(authorize(&cfg, Some("s3cret")).is_ok());
+        assert!(authorize(&cfg, Some("wrong")).is_err());
+    }
+}
