@@ -338,6 +338,80 @@ impl InventoryHandler {
 
 #[async_trait]
 impl Handler for InventoryHandler {
+    async fn handle_batch(&self, ds: &[Delivery]) -> Vec<Outcome> {
+        let mut outcomes: Vec<Option<Outcome>> = (0..ds.len()).map(|_| None).collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut reserves = Vec::new();
+        let mut cmds = Vec::new();
+        for (i, d) in ds.iter().enumerate() {
+            if let Ok(Message::Reserve(c)) = Message::parse(&d.routing_key, &d.body) {
+                if seen.insert(c.order_id.clone()) {
+                    reserves.push(i);
+                    cmds.push(c);
+                }
+            }
+        }
+        if reserves.len() >= 2 {
+            let items: Vec<(&Delivery, &InventoryCommand)> = reserves
+                .iter()
+                .zip(&cmds)
+                .map(|(&i, c)| (&ds[i], c))
+                .collect();
+            let budget = self.ctx.config.inventory.reserve_max_retries;
+            let mut attempt = 0;
+            loop {
+                let r = match self.ctx.pool.get().await {
+                    Ok(mut conn) => super::batch::reserve_many(&mut conn, &items).await,
+                    Err(_) => break,
+                };
+                match r {
+                    Ok(done) => {
+                        for reason in done.rejected {
+                            self.ctx
+                                .metrics
+                                .reserve_rejections
+                                .get_or_create(&ReasonLabels {
+                                    reason: reason.into(),
+                                })
+                                .inc();
+                        }
+                        self.ctx.outbox.enqueue(done.msgs);
+                        for (&i, c) in reserves.iter().zip(&cmds) {
+                            tracing::info!(order_id = %c.order_id, saga_id = %c.saga_id, trace_id = %ds[i].trace_id, command = "inventory.reserve", "inventory command handled");
+                            outcomes[i] = Some(Outcome::Ack);
+                        }
+                        break;
+                    }
+                    Err(super::batch::BatchError::Db(e))
+                        if db::is_contention(&e) && attempt < budget =>
+                    {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis((5 * attempt as u64).min(200)))
+                            .await;
+                    }
+                    // Anything else: the one-by-one path decides.
+                    Err(_) => break,
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(ds.len());
+        for (d, o) in ds.iter().zip(outcomes) {
+            out.push(match o {
+                Some(o) => o,
+                None => {
+                    use tracing::Instrument;
+                    self.handle(d)
+                        .instrument(crate::messaging::consumer::delivery_span(
+                            &self.ctx.metrics.service,
+                            d,
+                        ))
+                        .await
+                }
+            });
+        }
+        out
+    }
+
     async fn handle(&self, d: &Delivery) -> Outcome {
         let msg = match Message::parse(&d.routing_key, &d.body) {
             Ok(m @ (Message::Reserve(_) | Message::Release(_))) => m,

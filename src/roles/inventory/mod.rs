@@ -1,6 +1,7 @@
 //! The inventory role: stock levels over HTTP, and the reserve/release
 //! commands from `inventory.commands`.
 
+pub mod batch;
 pub mod commands;
 pub mod routes;
 pub mod schema;

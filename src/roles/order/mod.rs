@@ -2,6 +2,7 @@
 //! orchestrator that consumes `order.events`.
 
 pub mod admin;
+pub mod batch;
 pub mod model;
 pub mod orchestrator;
 pub mod orders;

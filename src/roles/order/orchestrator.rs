@@ -86,6 +86,22 @@ pub async fn lock_saga(
         .optional()
 }
 
+/// Loads and locks many sagas with their orders, in saga id order (so two
+/// batches never wait on each other in a cycle).
+pub async fn lock_sagas_for_batch(
+    conn: &mut AsyncMysqlConnection,
+    saga_ids: &[&str],
+) -> QueryResult<Vec<(SagaRow, OrderRow)>> {
+    saga_states::table
+        .inner_join(orders::table)
+        .filter(saga_states::saga_id.eq_any(saga_ids))
+        .order(saga_states::saga_id.asc())
+        .select((SagaRow::as_select(), OrderRow::as_select()))
+        .for_update()
+        .load(conn)
+        .await
+}
+
 /// Writes a transition: saga, order, timeline, next command.
 #[allow(clippy::too_many_arguments)]
 pub async fn write_transition(
@@ -223,6 +239,87 @@ impl Orchestrator {
 
 #[async_trait]
 impl Handler for Orchestrator {
+    async fn handle_batch(&self, ds: &[Delivery]) -> Vec<Outcome> {
+        let mut outcomes: Vec<Option<Outcome>> = (0..ds.len()).map(|_| None).collect();
+        let mut idx = Vec::new();
+        let mut items = Vec::new();
+        for (i, d) in ds.iter().enumerate() {
+            let Ok(msg) = Message::parse(&d.routing_key, &d.body) else {
+                continue;
+            };
+            let (event, reason) = match &msg {
+                Message::Reserved(r) => (
+                    Event::InventoryReserved { success: r.success },
+                    r.reason.clone(),
+                ),
+                Message::Released(r) => (
+                    Event::InventoryReleased { success: r.success },
+                    r.reason.clone(),
+                ),
+                Message::PaymentProcessed(r) => (
+                    Event::PaymentProcessed { success: r.success },
+                    r.reason.clone(),
+                ),
+                _ => continue,
+            };
+            idx.push(i);
+            items.push(super::batch::Item {
+                delivery: d,
+                saga_id: msg.saga_id().to_string(),
+                event,
+                reason,
+            });
+        }
+        if items.len() >= 2 {
+            if let Ok(mut conn) = self.ctx.pool.get().await {
+                if let Ok(done) = super::batch::apply_many(&mut conn, &items).await {
+                    self.ctx.outbox.enqueue(done.msgs);
+                    for (status, secs) in done.terminal {
+                        let labels = StatusLabels {
+                            status: status.as_str().into(),
+                        };
+                        self.ctx.metrics.saga_total.get_or_create(&labels).inc();
+                        self.ctx
+                            .metrics
+                            .saga_duration
+                            .get_or_create(&labels)
+                            .observe(secs);
+                    }
+                    for ((&i, it), a) in idx.iter().zip(&items).zip(done.applied) {
+                        let d = &ds[i];
+                        outcomes[i] = Some(match a {
+                            super::batch::Applied::Duplicate => Outcome::Duplicate,
+                            super::batch::Applied::Stale => {
+                                tracing::info!(saga_id = %it.saga_id, trace_id = %d.trace_id, event = it.event.name(), "stale event for this saga state; ignored");
+                                Outcome::Ack
+                            }
+                            super::batch::Applied::Moved => {
+                                tracing::info!(saga_id = %it.saga_id, trace_id = %d.trace_id, event = it.event.name(), "saga moved");
+                                Outcome::Ack
+                            }
+                        });
+                    }
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(ds.len());
+        for (d, o) in ds.iter().zip(outcomes) {
+            out.push(match o {
+                Some(o) => o,
+                None => {
+                    use tracing::Instrument;
+                    self.handle(d)
+                        .instrument(crate::messaging::consumer::delivery_span(
+                            &self.ctx.metrics.service,
+                            d,
+                        ))
+                        .await
+                }
+            });
+        }
+        out
+    }
+
     async fn handle(&self, d: &Delivery) -> Outcome {
         let msg = match Message::parse(&d.routing_key, &d.body) {
             Ok(m) => m,

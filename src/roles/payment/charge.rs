@@ -162,6 +162,56 @@ impl PaymentHandler {
 
 #[async_trait]
 impl Handler for PaymentHandler {
+    async fn handle_batch(&self, ds: &[Delivery]) -> Vec<Outcome> {
+        let mut outcomes: Vec<Option<Outcome>> = (0..ds.len()).map(|_| None).collect();
+        let mut seen = std::collections::HashSet::new();
+        let (mut idx, mut cmds) = (Vec::new(), Vec::new());
+        for (i, d) in ds.iter().enumerate() {
+            if let Ok(Message::ProcessPayment(c)) = Message::parse(&d.routing_key, &d.body) {
+                if seen.insert(c.order_id.clone()) {
+                    idx.push(i);
+                    cmds.push(c);
+                }
+            }
+        }
+        if idx.len() >= 2 {
+            let rate = self.ctx.config.payment.failure_rate;
+            let declined: Vec<bool> = {
+                let mut rng = rand::rng();
+                cmds.iter()
+                    .map(|_| rate > 0.0 && rng.random::<f64>() < rate)
+                    .collect()
+            };
+            let items: Vec<(&Delivery, &PaymentCommand)> =
+                idx.iter().zip(&cmds).map(|(&i, c)| (&ds[i], c)).collect();
+            if let Ok(mut conn) = self.ctx.pool.get().await {
+                if let Ok(msgs) = super::batch::charge_many(&mut conn, &items, &declined).await {
+                    self.ctx.outbox.enqueue(msgs);
+                    for (&i, c) in idx.iter().zip(&cmds) {
+                        tracing::info!(order_id = %c.order_id, saga_id = %c.saga_id, trace_id = %ds[i].trace_id, "payment command handled");
+                        outcomes[i] = Some(Outcome::Ack);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(ds.len());
+        for (d, o) in ds.iter().zip(outcomes) {
+            out.push(match o {
+                Some(o) => o,
+                None => {
+                    use tracing::Instrument;
+                    self.handle(d)
+                        .instrument(crate::messaging::consumer::delivery_span(
+                            &self.ctx.metrics.service,
+                            d,
+                        ))
+                        .await
+                }
+            });
+        }
+        out
+    }
+
     async fn handle(&self, d: &Delivery) -> Outcome {
         let cmd = match Message::parse(&d.routing_key, &d.body) {
             Ok(Message::ProcessPayment(c)) => c,

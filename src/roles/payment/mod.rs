@@ -1,6 +1,7 @@
 //! The payment role: charges orders on `payment.process` (declining at
 //! PAYMENT_FAILURE_RATE) and shows payments over HTTP.
 
+pub mod batch;
 pub mod charge;
 pub mod routes;
 pub mod schema;
