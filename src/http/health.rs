@@ -22,6 +22,7 @@ pub fn with_common(app: Router, state: AppState) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(super::openapi::serve))
         .with_state(state.clone());
     app.merge(common)
         .fallback(not_found)

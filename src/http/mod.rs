@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod middleware;
+pub mod openapi;
 
 pub use error::ApiError;
 pub use extract::{id_param, require_admin, uuid_param, ApiJson, IdempotencyKey};

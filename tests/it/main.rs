@@ -3,4 +3,5 @@
 //! databases and vhost, so they run in parallel.
 
 mod admin;
+mod fuzz;
 mod harness;
