@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand.
 
 pub mod admin;
+pub mod bench;
 pub mod config_cmd;
 pub mod migrate;
 pub mod serve;
@@ -66,6 +67,9 @@ pub enum Command {
     /// Operator commands: sagas, dead letters, the invariant audit.
     #[command(subcommand)]
     Admin(admin::AdminCmd),
+    /// Load the system and report end-to-end saga completion (or, with
+    /// --mode db|broker, this machine's database and broker limits).
+    Bench(bench::Opts),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -75,5 +79,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate(o) => migrate::run(o, cfg_path.as_deref()).await,
         Command::Config(o) => config_cmd::run(o, cfg_path.as_deref()),
         Command::Admin(c) => admin::run(c, cfg_path.as_deref()).await,
+        Command::Bench(o) => bench::run(o, cfg_path.as_deref()).await,
     }
 }

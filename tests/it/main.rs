@@ -3,5 +3,6 @@
 //! databases and vhost, so they run in parallel.
 
 mod admin;
+mod bench;
 mod fuzz;
 mod harness;
