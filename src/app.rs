@@ -76,8 +76,8 @@ impl RunningRole {
         let mut tasks = Vec::new();
         let app: Router = match role {
             Role::Order => {
-                roles::order::register(&ctx, &mut tasks);
-                roles::order::router(ctx.clone())
+                let writer = roles::order::register(&ctx, &mut tasks);
+                roles::order::router(ctx.clone(), writer)
             }
             Role::Inventory => {
                 roles::inventory::register(&ctx);

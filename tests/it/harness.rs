@@ -333,18 +333,17 @@ impl Stack {
             let s = self.order_status(id).await;
             if s != "PENDING" {
                 // FAILED may still be compensating: wait for the saga too.
-                let saga = self
-                    .get(
-                        Role::Order,
-                        &format!("/admin/sagas/{}", self.saga_of(id).await),
-                    )
-                    .await;
-                let st = saga.json().unwrap()["saga"]["status"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string();
-                if st != "IN_PROGRESS" && st != "COMPENSATING" {
-                    return s;
+                let path = format!("/admin/sagas/{}", self.saga_of(id).await);
+                let saga = self.get(Role::Order, &path).await;
+                if saga.status == 200 {
+                    let st = saga.json().unwrap()["saga"]["status"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string();
+                    if st != "IN_PROGRESS" && st != "COMPENSATING" {
+                        // The order was read before the saga: read it again.
+                        return self.order_status(id).await;
+                    }
                 }
             }
             if tokio::time::Instant::now() > deadline {

@@ -9,6 +9,7 @@ pub mod orders;
 pub mod recovery;
 pub mod routes;
 pub mod schema;
+pub mod writer;
 
 use std::sync::Arc;
 
@@ -18,11 +19,15 @@ use crate::{app::AppState, messaging::topology};
 
 pub use routes::router;
 
-/// Registers the orchestrator's consumer and starts the recovery loop.
-pub fn register(ctx: &AppState, tasks: &mut Vec<JoinHandle<()>>) {
+/// Registers the orchestrator's consumer, starts the recovery loop and the
+/// order writer (returned for the routes).
+pub fn register(ctx: &AppState, tasks: &mut Vec<JoinHandle<()>>) -> writer::OrderWriter {
     ctx.broker.consume(
         topology::ORDER_EVENTS,
         Arc::new(orchestrator::Orchestrator { ctx: ctx.clone() }),
     );
     tasks.push(tokio::spawn(recovery::run(ctx.clone())));
+    let (writer, handles) = writer::OrderWriter::start(ctx.clone());
+    tasks.extend(handles);
+    writer
 }

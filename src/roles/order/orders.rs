@@ -83,13 +83,16 @@ fn same_request(o: &OrderRow, n: &NewOrder) -> bool {
         && Money::from_db(o.total_amount) == n.total_amount
 }
 
-/// Places an order and starts its saga.
-pub async fn place(
-    ctx: &Ctx,
-    new: NewOrder,
-    key: Option<String>,
-    trace_id: &str,
-) -> Result<Placed, ApiError> {
+/// The rows one new order writes: order, saga, first timeline row, and the
+/// reserve command.
+pub struct Rows {
+    pub row: OrderRow,
+    pub saga: SagaRow,
+    pub event: NewSagaEvent,
+    pub cmd: OutboxMessage,
+}
+
+pub fn rows(new: &NewOrder, key: Option<String>, trace_id: &str) -> Rows {
     let order_id = uuid::Uuid::now_v7().to_string();
     let saga_id = uuid::Uuid::now_v7().to_string();
     let now = chrono::Utc::now().naive_utc();
@@ -101,7 +104,7 @@ pub async fn place(
         quantity: new.quantity,
         total_amount: new.total_amount.decimal(),
         status: OrderStatus::Pending.as_str().into(),
-        idempotency_key: key.clone(),
+        idempotency_key: key,
         trace_id: trace_id.into(),
         created_at: now,
         updated_at: now,
@@ -118,14 +121,14 @@ pub async fn place(
     let cmd = OutboxMessage::new(
         &Message::Reserve(InventoryCommand {
             saga_id: saga_id.clone(),
-            order_id: order_id.clone(),
+            order_id,
             product_id: new.product_id,
             quantity: new.quantity,
         }),
         trace_id,
     );
     let event = NewSagaEvent {
-        saga_id: saga_id.clone(),
+        saga_id,
         event: "order.created".into(),
         from_status: None,
         from_step: None,
@@ -134,6 +137,28 @@ pub async fn place(
         message_id: Some(cmd.row.message_id.clone()),
         reason: None,
     };
+    Rows {
+        row,
+        saga,
+        event,
+        cmd,
+    }
+}
+
+/// Places an order and starts its saga.
+pub async fn place(
+    ctx: &Ctx,
+    new: NewOrder,
+    key: Option<String>,
+    trace_id: &str,
+) -> Result<Placed, ApiError> {
+    let Rows {
+        row,
+        saga,
+        event,
+        cmd,
+    } = rows(&new, key.clone(), trace_id);
+    let (order_id, saga_id) = (row.id.clone(), row.saga_id.clone());
     let mut conn = ctx.pool.get().await?;
     let msgs = vec![cmd];
     let result = conn

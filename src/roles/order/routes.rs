@@ -11,32 +11,33 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{admin, model::OrderView, orders};
+use super::{admin, model::OrderView, orders, writer::OrderWriter};
 use crate::{
     app::AppState,
     http::{middleware::TraceId, require_admin, uuid_param, ApiError, ApiJson, IdempotencyKey},
     saga::SagaStatus,
 };
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, writer: OrderWriter) -> Router {
     Router::new()
         .route("/orders", post(create_order).get(list_orders))
         .route("/orders/{id}", get(get_order))
         .route("/admin/sagas", get(list_sagas))
         .route("/admin/sagas/{saga_id}", get(show_saga))
         .route("/admin/sagas/{saga_id}/retry", post(retry_saga))
+        .layer(Extension(writer))
         .with_state(state)
 }
 
 #[tracing::instrument(skip_all)]
 async fn create_order(
-    State(s): State<AppState>,
+    Extension(writer): Extension<OrderWriter>,
     Extension(trace): Extension<TraceId>,
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<orders::CreateOrder>,
 ) -> Result<Response, ApiError> {
     let new = orders::NewOrder::try_from(body)?;
-    let placed = orders::place(&s, new, key, &trace.0).await?;
+    let placed = writer.place(new, key, trace.0).await?;
     let o = &placed.order;
     let body = Json(json!({ "order_id": o.id, "saga_id": o.saga_id, "status": o.status }));
     let mut resp = (StatusCode::CREATED, body).into_response();
