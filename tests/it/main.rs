@@ -3,6 +3,11 @@
 //! databases and vhost, so they run in parallel.
 
 mod admin;
+mod api;
 mod bench;
 mod fuzz;
 mod harness;
+mod observability;
+mod proxy;
+mod reliability;
+mod saga;
