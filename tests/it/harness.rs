@@ -193,14 +193,6 @@ impl Stack {
         self.running.insert(role, running);
     }
 
-    /// Restarts a role with another configuration tweak.
-    pub async fn restart_role_with(&mut self, role: Role, f: impl FnOnce(&mut Config)) {
-        self.stop_role(role).await;
-        f(&mut self.cfg);
-        self.start_role(role).await;
-        self.wait_ready(role).await;
-    }
-
     /// Graceful stop of one role.
     pub async fn stop_role(&mut self, role: Role) {
         if let Some(r) = self.running.remove(&role) {

@@ -122,66 +122,32 @@ fn dashboard_queries_only_exported_metrics() {
 }
 
 fn metric_names(expr: &str) -> Vec<String> {
-    const WORDS: &[&str] = &[
-        "sum",
-        "by",
-        "rate",
-        "histogram_quantile",
-        "le",
-        "or",
-        "and",
-        "on",
-        "without",
-        "increase",
-        "irate",
-        "avg",
-        "max",
-        "min",
-        "count",
-        "vector",
-        "clamp_min",
-    ];
-    let mut out = Vec::new();
-    let mut in_braces = 0;
-    let mut in_quotes = false;
-    let mut word = String::new();
-    let mut words = Vec::new();
+    const WORDS: &[&str] = &["histogram_quantile", "clamp_min", "label_replace"];
+    // Drop label matchers `{...}`, quoted strings and grouping lists
+    // `by (...)`, `without (...)`: what is left names functions and metrics.
+    let mut text = String::new();
+    let mut depth = 0;
+    let mut quoted = false;
     for c in expr.chars() {
         match c {
-            '"' => in_quotes = !in_quotes,
-            '{' if !in_quotes => in_braces += 1,
-            '}' if !in_quotes => in_braces -= 1,
-            _ => {}
-        }
-        if (c.is_ascii_alphanumeric() || c == '_') && in_braces == 0 && !in_quotes {
-            word.push(c);
-        } else if !word.is_empty() {
-            words.push((std::mem::take(&mut word), c));
+            '"' => quoted = !quoted,
+            '{' if !quoted => depth += 1,
+            '}' if !quoted => depth -= 1,
+            _ if quoted || depth > 0 => {}
+            _ => text.push(c),
         }
     }
-    if !word.is_empty() {
-        words.push((word, ' '));
-    }
-    for (w, next) in words {
-        let is_label_list = next == ',' || next == ')';
-        if w.contains('_')
-            && !WORDS.contains(&w.as_str())
-            && !w.chars().next().unwrap().is_ascii_digit()
-            && !(is_label_list
-                && !w.ends_with("_total")
-                && !w.ends_with("_bucket")
-                && !exportedish(&w))
-        {
-            out.push(w);
+    for kw in ["by", "without"] {
+        while let Some(i) = text.find(&format!("{kw} (")) {
+            let end = text[i..].find(')').map(|j| i + j + 1).unwrap_or(text.len());
+            text.replace_range(i..end, " ");
         }
     }
-    out
-}
-
-fn exportedish(w: &str) -> bool {
-    dop::observability::metrics::EXPORTED
-        .iter()
-        .any(|e| w.starts_with(e))
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.contains('_') && !WORDS.contains(w))
+        .filter(|w| !w.starts_with(|c: char| c.is_ascii_digit()))
+        .map(str::to_string)
+        .collect()
 }
 
 fn touch_every_family(m: &dop::observability::Metrics) {
