@@ -49,7 +49,7 @@ pub async fn observe(
     req.extensions_mut().insert(TraceId(trace_id.clone()));
     let span = tracing::info_span!("request", service = %metrics.service, trace_id = %trace_id, method = %method, path = %path);
     let start = Instant::now();
-    let mut resp = next.run(req).instrument(span).await;
+    let mut resp = envelope(next.run(req).instrument(span).await).await;
     if let Ok(v) = HeaderValue::from_str(&trace_id) {
         resp.headers_mut().insert("x-request-id", v);
     }
@@ -74,4 +74,49 @@ pub async fn observe(
             .observe(start.elapsed().as_secs_f64());
     }
     resp
+}
+
+/// Errors produced by axum itself (a method not allowed, a path segment that
+/// is not valid UTF-8, a malformed query) come as plain text: give them the
+/// same `{"error","code"}` envelope as dop's own errors.
+async fn envelope(resp: Response) -> Response {
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let code = match status.as_u16() {
+        400 => "INVALID_REQUEST",
+        404 => "NOT_FOUND",
+        405 => "METHOD_NOT_ALLOWED",
+        413 => "PAYLOAD_TOO_LARGE",
+        415 => "UNSUPPORTED_MEDIA_TYPE",
+        503 => "NOT_READY",
+        _ => "ERROR",
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let mut out = axum::response::IntoResponse::into_response((
+        status,
+        axum::Json(serde_json::json!({ "error": message, "code": code })),
+    ));
+    for (k, v) in parts.headers.iter() {
+        if k != axum::http::header::CONTENT_TYPE && k != axum::http::header::CONTENT_LENGTH {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    out
 }

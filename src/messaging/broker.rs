@@ -346,6 +346,12 @@ impl Inner {
         };
         self.connected.store(false, Ordering::SeqCst);
         publisher.fail_all();
+        // Let consumers finish a cancel in progress: amqprs panics in its
+        // reader when a request it is answering has been dropped.
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
         if tasks.is_empty() {
             self.consumers_done.notify_waiters();
         }
