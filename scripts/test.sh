@@ -41,3 +41,15 @@ scripts/check-static.sh
 
 step "the original scenario scripts against a release build"
 DOP_BIN=target/release/dop scripts/run-all-tests.sh
+
+step "observability: promtool on every /metrics, a real Prometheus, every dashboard query"
+export DOP_BIN=target/release/dop
+scripts/stack.sh start all
+trap 'scripts/stack.sh stop all >/dev/null 2>&1 || true' EXIT
+scripts/stack.sh wait-ready all
+scripts/check-observability.sh
+scripts/stack.sh stop all
+trap - EXIT
+
+step "the short chaos run (kills every role, restarts RabbitMQ and MariaDB; must lose nothing)"
+scripts/chaos.sh --short
