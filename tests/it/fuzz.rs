@@ -732,6 +732,10 @@ fn gen_request(
     known: &Known,
     rng: &mut StdRng,
 ) -> Req {
+    let keyed = op.params.iter().any(|p| p.name == "Idempotency-Key");
+    if keyed && rng.random_bool(0.08) {
+        return replay_request(op, addr, doc, known);
+    }
     let mut what = Vec::new();
     let mut method = op.method.clone();
     let mut other_method = false;
@@ -1047,6 +1051,34 @@ fn gen_request(
         body,
         what,
         other_method,
+    }
+}
+
+/// The same valid request with the same Idempotency-Key every time: the
+/// first one creates, the others (some of them at the same moment) replay.
+fn replay_request(op: &Operation, addr: SocketAddr, doc: &Value, known: &Known) -> Req {
+    let mut rng = StdRng::seed_from_u64(0x5eed);
+    let mut target = op.template.clone();
+    for p in op.params.iter().filter(|p| p.loc == Loc::Path) {
+        let v = plain(&gen_valid(doc, &p.schema, &p.name, known, &mut rng));
+        target = target.replace(&format!("{{{}}}", p.name), &pct(&v));
+    }
+    let body = op
+        .body
+        .as_ref()
+        .map(|schema| render(&gen_valid(doc, schema, "", known, &mut rng)).into_bytes());
+    Req {
+        role: op.role,
+        addr,
+        method: op.method.clone(),
+        target,
+        headers: vec![
+            ("Idempotency-Key".into(), b"fuzz-replay".to_vec()),
+            ("content-type".into(), b"application/json".to_vec()),
+        ],
+        body,
+        what: vec!["the keyed request again".into()],
+        other_method: false,
     }
 }
 
