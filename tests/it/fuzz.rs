@@ -1470,6 +1470,26 @@ async fn openapi_documents_are_served_and_match_the_routes() {
                     )),
                     None => {}
                 }
+                // A 405 names the methods the path has: the documented ones.
+                if resp.status == 405 {
+                    let allow: BTreeSet<String> = resp
+                        .header("allow")
+                        .unwrap_or("")
+                        .split(',')
+                        .map(|m| m.trim().to_string())
+                        .filter(|m| !m.is_empty() && m != "HEAD")
+                        .collect();
+                    let documented: BTreeSet<String> = ops
+                        .iter()
+                        .filter(|o| o.template == template)
+                        .map(|o| o.method.clone())
+                        .collect();
+                    if allow != documented {
+                        problems.push(format!(
+                            "{role} {method} {template}: Allow {allow:?}, documented {documented:?}"
+                        ));
+                    }
+                }
             }
         }
         // The other roles' routes are not served here.
