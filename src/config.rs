@@ -54,7 +54,7 @@ impl SecretUrl {
         match url::Url::parse(&self.0) {
             Ok(mut u) => {
                 if u.password().is_some() {
-                    let _ = u.set_password(Some("[redacted]"));
+                    let _ = u.set_password(Some("REDACTED"));
                 }
                 u.to_string()
             }
