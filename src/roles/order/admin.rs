@@ -165,7 +165,10 @@ pub async fn retry(ctx: &Ctx, saga_id: &str) -> Result<RetryAccepted, ApiError> 
                     message_id,
                 }),
                 Ok(None) => Err(e),
-                Err(err) => Err(ApiError::internal(err)),
+                Err(err) => match err.downcast::<diesel::result::Error>() {
+                    Ok(db_err) => Err(db_err.into()),
+                    Err(other) => Err(ApiError::internal(other)),
+                },
             }
         }
         Err(e) => Err(e),

@@ -71,19 +71,19 @@ impl From<diesel::result::Error> for TxError {
     }
 }
 
-/// Loads the saga (locked) and its order.
+/// Loads the saga (locked) and its order. The lock is taken by primary key
+/// alone: a join here can make InnoDB scan and lock the whole
+/// `uq_saga_order` index on a small table, deadlocking with order inserts.
+/// The order needs no lock of its own: only the holder of its saga's lock
+/// changes it.
 pub async fn lock_saga(
     conn: &mut AsyncMysqlConnection,
     saga_id: &str,
 ) -> QueryResult<Option<(SagaRow, OrderRow)>> {
-    saga_states::table
-        .inner_join(orders::table)
-        .filter(saga_states::saga_id.eq(saga_id))
-        .select((SagaRow::as_select(), OrderRow::as_select()))
-        .for_update()
-        .first(conn)
-        .await
-        .optional()
+    Ok(lock_sagas_for_batch(conn, &[saga_id])
+        .await?
+        .into_iter()
+        .next())
 }
 
 /// Loads and locks many sagas with their orders, in saga id order (so two
@@ -92,14 +92,29 @@ pub async fn lock_sagas_for_batch(
     conn: &mut AsyncMysqlConnection,
     saga_ids: &[&str],
 ) -> QueryResult<Vec<(SagaRow, OrderRow)>> {
-    saga_states::table
-        .inner_join(orders::table)
+    let sagas: Vec<SagaRow> = saga_states::table
         .filter(saga_states::saga_id.eq_any(saga_ids))
         .order(saga_states::saga_id.asc())
-        .select((SagaRow::as_select(), OrderRow::as_select()))
+        .select(SagaRow::as_select())
         .for_update()
         .load(conn)
-        .await
+        .await?;
+    if sagas.is_empty() {
+        return Ok(Vec::new());
+    }
+    let order_ids: Vec<&str> = sagas.iter().map(|s| s.order_id.as_str()).collect();
+    let mut by_id: std::collections::HashMap<String, OrderRow> = orders::table
+        .filter(orders::id.eq_any(&order_ids))
+        .select(OrderRow::as_select())
+        .load::<OrderRow>(conn)
+        .await?
+        .into_iter()
+        .map(|o| (o.id.clone(), o))
+        .collect();
+    Ok(sagas
+        .into_iter()
+        .filter_map(|s| by_id.remove(&s.order_id).map(|o| (s, o)))
+        .collect())
 }
 
 /// Writes a transition: saga, order, timeline, next command.

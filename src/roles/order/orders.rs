@@ -161,24 +161,36 @@ pub async fn place(
     let (order_id, saga_id) = (row.id.clone(), row.saga_id.clone());
     let mut conn = ctx.pool.get().await?;
     let msgs = vec![cmd];
-    let result = conn
-        .transaction::<_, diesel::result::Error, _>(async |conn| {
-            diesel::insert_into(orders::table)
-                .values(&row)
-                .execute(conn)
-                .await?;
-            diesel::insert_into(saga_states::table)
-                .values(&saga)
-                .execute(conn)
-                .await?;
-            diesel::insert_into(saga_events::table)
-                .values(&event)
-                .execute(conn)
-                .await?;
-            outbox::insert(conn, &msgs).await?;
-            Ok(())
-        })
-        .await;
+    // A deadlock (InnoDB picks a victim under concurrent inserts) is not
+    // the client's problem: try again a few times before answering 503.
+    let mut attempt = 0;
+    let result = loop {
+        let r = conn
+            .transaction::<_, diesel::result::Error, _>(async |conn| {
+                diesel::insert_into(orders::table)
+                    .values(&row)
+                    .execute(conn)
+                    .await?;
+                diesel::insert_into(saga_states::table)
+                    .values(&saga)
+                    .execute(conn)
+                    .await?;
+                diesel::insert_into(saga_events::table)
+                    .values(&event)
+                    .execute(conn)
+                    .await?;
+                outbox::insert(conn, &msgs).await?;
+                Ok(())
+            })
+            .await;
+        match r {
+            Err(e) if db::is_contention(&e) && attempt < 5 => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(2 * attempt)).await;
+            }
+            other => break other,
+        }
+    };
     match result {
         Ok(()) => {
             ctx.outbox.enqueue(msgs);
