@@ -62,9 +62,11 @@ impl SagaStats {
     }
 }
 
-/// A connection to the order database.
+/// A connection to the order database; it reconnects (for up to 60 s) when
+/// the database goes away under it, as in the chaos run.
 pub struct OrderDb {
     conn: AsyncMysqlConnection,
+    url: SecretUrl,
 }
 
 impl OrderDb {
@@ -74,12 +76,41 @@ impl OrderDb {
             .with_context(|| {
                 format!("Failed to connect to the order database {}", url.redacted())
             })?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            url: url.clone(),
+        })
+    }
+
+    /// Reconnects after a failure, trying for up to 60 s.
+    async fn reconnect(&mut self, err: anyhow::Error) -> anyhow::Result<()> {
+        tracing::warn!(
+            error = format!("{err:#}"),
+            "order database lost; reconnecting"
+        );
+        for _ in 0..120 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if let Ok(c) = AsyncMysqlConnection::establish(self.url.expose()).await {
+                self.conn = c;
+                return Ok(());
+            }
+        }
+        Err(err)
     }
 
     /// Sagas created since `since` that are not terminal yet. Uses the
     /// (status, updated_at) index, so it costs little even under load.
     pub async fn backlog(&mut self, since: NaiveDateTime) -> anyhow::Result<u64> {
+        match self.backlog_once(since).await {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                self.reconnect(e).await?;
+                self.backlog_once(since).await
+            }
+        }
+    }
+
+    async fn backlog_once(&mut self, since: NaiveDateTime) -> anyhow::Result<u64> {
         let c: Count = diesel::sql_query(
             "SELECT COUNT(*) AS n FROM saga_states \
              WHERE status IN ('IN_PROGRESS','COMPENSATING') AND created_at >= ?",
@@ -93,6 +124,16 @@ impl OrderDb {
 
     /// Outcomes and durations of the sagas created since `since`.
     pub async fn stats(&mut self, since: NaiveDateTime) -> anyhow::Result<SagaStats> {
+        match self.stats_once(since).await {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                self.reconnect(e).await?;
+                self.stats_once(since).await
+            }
+        }
+    }
+
+    async fn stats_once(&mut self, since: NaiveDateTime) -> anyhow::Result<SagaStats> {
         let rows: Vec<SagaTimes> = diesel::sql_query(
             "SELECT status, \
                TIMESTAMPDIFF(MICROSECOND, created_at, updated_at) AS duration_us, \
