@@ -231,7 +231,30 @@ async fn settle_in_span(
     settle(ctx, channel, tag, d, outcome).instrument(span).await
 }
 
-/// Runs `f` inside the span of one delivery (for logs that name it).
+/// Finishes a batch: deliveries the batch path settled keep their outcome,
+/// the rest go through `handle` one by one, each in its own span.
+pub async fn one_by_one<H: Handler + ?Sized>(
+    handler: &H,
+    service: &str,
+    ds: &[Delivery],
+    settled: Vec<Option<Outcome>>,
+) -> Vec<Outcome> {
+    let mut out = Vec::with_capacity(ds.len());
+    for (d, o) in ds.iter().zip(settled) {
+        out.push(match o {
+            Some(o) => o,
+            None => {
+                handler
+                    .handle(d)
+                    .instrument(delivery_span(service, d))
+                    .await
+            }
+        });
+    }
+    out
+}
+
+/// The span of one delivery (for logs that name it).
 pub fn delivery_span(service: &str, d: &Delivery) -> tracing::Span {
     tracing::info_span!(
         "delivery",

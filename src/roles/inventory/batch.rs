@@ -14,6 +14,7 @@ use super::{
     commands::RESERVE,
     schema::{inventories, inventory_logs},
 };
+pub use crate::db::BatchError;
 use crate::messaging::{
     consumer::Delivery,
     contracts::{InventoryCommand, InventoryResult, Message},
@@ -37,19 +38,6 @@ struct NewLog<'a> {
 pub struct Reserved {
     pub msgs: Vec<OutboxMessage>,
     pub rejected: Vec<&'static str>,
-}
-
-#[derive(Debug)]
-pub enum BatchError {
-    /// Not for the batch path (an order already logged): go one by one.
-    Fallback,
-    Db(diesel::result::Error),
-}
-
-impl From<diesel::result::Error> for BatchError {
-    fn from(e: diesel::result::Error) -> Self {
-        BatchError::Db(e)
-    }
 }
 
 /// Reserves every command in one transaction. `items` are distinct orders.

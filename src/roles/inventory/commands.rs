@@ -394,22 +394,7 @@ impl Handler for InventoryHandler {
                 }
             }
         }
-        let mut out = Vec::with_capacity(ds.len());
-        for (d, o) in ds.iter().zip(outcomes) {
-            out.push(match o {
-                Some(o) => o,
-                None => {
-                    use tracing::Instrument;
-                    self.handle(d)
-                        .instrument(crate::messaging::consumer::delivery_span(
-                            &self.ctx.metrics.service,
-                            d,
-                        ))
-                        .await
-                }
-            });
-        }
-        out
+        crate::messaging::consumer::one_by_one(self, &self.ctx.metrics.service, ds, outcomes).await
     }
 
     async fn handle(&self, d: &Delivery) -> Outcome {

@@ -19,6 +19,7 @@ use super::{
     orchestrator::{command_message, lock_sagas_for_batch, truncate},
     schema::{orders, processed_events, saga_events, saga_states},
 };
+pub use crate::db::BatchError;
 use crate::{
     messaging::{consumer::Delivery, outbox, OutboxMessage},
     saga::{self, Event, SagaStatus, SagaStep},
@@ -45,18 +46,6 @@ pub struct Done {
     pub msgs: Vec<OutboxMessage>,
     /// Sagas that ended: status and seconds since the order was accepted.
     pub terminal: Vec<(SagaStatus, f64)>,
-}
-
-#[derive(Debug)]
-pub enum BatchError {
-    Fallback,
-    Db(diesel::result::Error),
-}
-
-impl From<diesel::result::Error> for BatchError {
-    fn from(e: diesel::result::Error) -> Self {
-        BatchError::Db(e)
-    }
 }
 
 pub async fn apply_many(

@@ -173,6 +173,19 @@ pub fn truncate(s: &str, max: usize) -> String {
 }
 
 impl Orchestrator {
+    /// Counts a saga that reached a terminal status.
+    fn ended(&self, status: SagaStatus, secs: f64) {
+        let labels = StatusLabels {
+            status: status.as_str().into(),
+        };
+        self.ctx.metrics.saga_total.get_or_create(&labels).inc();
+        self.ctx
+            .metrics
+            .saga_duration
+            .get_or_create(&labels)
+            .observe(secs);
+    }
+
     async fn apply(
         &self,
         d: &Delivery,
@@ -290,15 +303,7 @@ impl Handler for Orchestrator {
                 if let Ok(done) = super::batch::apply_many(&mut conn, &items).await {
                     self.ctx.outbox.enqueue(done.msgs);
                     for (status, secs) in done.terminal {
-                        let labels = StatusLabels {
-                            status: status.as_str().into(),
-                        };
-                        self.ctx.metrics.saga_total.get_or_create(&labels).inc();
-                        self.ctx
-                            .metrics
-                            .saga_duration
-                            .get_or_create(&labels)
-                            .observe(secs);
+                        self.ended(status, secs);
                     }
                     for ((&i, it), a) in idx.iter().zip(&items).zip(done.applied) {
                         let d = &ds[i];
@@ -317,22 +322,7 @@ impl Handler for Orchestrator {
                 }
             }
         }
-        let mut out = Vec::with_capacity(ds.len());
-        for (d, o) in ds.iter().zip(outcomes) {
-            out.push(match o {
-                Some(o) => o,
-                None => {
-                    use tracing::Instrument;
-                    self.handle(d)
-                        .instrument(crate::messaging::consumer::delivery_span(
-                            &self.ctx.metrics.service,
-                            d,
-                        ))
-                        .await
-                }
-            });
-        }
-        out
+        crate::messaging::consumer::one_by_one(self, &self.ctx.metrics.service, ds, outcomes).await
     }
 
     async fn handle(&self, d: &Delivery) -> Outcome {
@@ -375,15 +365,7 @@ impl Handler for Orchestrator {
                 self.ctx.outbox.enqueue(msgs);
                 tracing::info!(saga_id = %saga_id, order_id = %msg.order_id(), event = event.name(), "saga moved");
                 if let Some((status, secs)) = terminal {
-                    let labels = StatusLabels {
-                        status: status.as_str().into(),
-                    };
-                    self.ctx.metrics.saga_total.get_or_create(&labels).inc();
-                    self.ctx
-                        .metrics
-                        .saga_duration
-                        .get_or_create(&labels)
-                        .observe(secs);
+                    self.ended(status, secs);
                 }
                 Outcome::Ack
             }

@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
 
 use super::schema::{payments, processed_events};
+pub use crate::db::BatchError;
 use crate::messaging::{
     consumer::Delivery,
     contracts::{Message, PaymentCommand, PaymentResult},
@@ -22,18 +23,6 @@ struct NewPayment<'a> {
     status: &'a str,
     tx_id: Option<String>,
     reason: Option<&'a str>,
-}
-
-#[derive(Debug)]
-pub enum BatchError {
-    Fallback,
-    Db(diesel::result::Error),
-}
-
-impl From<diesel::result::Error> for BatchError {
-    fn from(e: diesel::result::Error) -> Self {
-        BatchError::Db(e)
-    }
 }
 
 /// Charges distinct orders; `declined[i]` says whether order i is declined.
