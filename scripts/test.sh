@@ -51,5 +51,8 @@ scripts/check-observability.sh
 scripts/stack.sh stop all
 trap - EXIT
 
+step "TLS to MySQL and RabbitMQ (what RDS and Amazon MQ need)"
+scripts/check-tls.sh
+
 step "the short chaos run (kills every role, restarts RabbitMQ and MariaDB; must lose nothing)"
 scripts/chaos.sh --short

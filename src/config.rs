@@ -145,6 +145,9 @@ pub struct RabbitConfig {
     /// How long a publish waits for its confirm.
     #[serde(with = "humantime_serde")]
     pub confirm_timeout: Duration,
+    /// For `amqps://`: a PEM CA certificate to trust besides the public roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -221,6 +224,7 @@ impl Default for Config {
                 url: SecretUrl::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
                 prefetch: 200,
                 confirm_timeout: Duration::from_secs(10),
+                ca_file: None,
             },
             retry: RetryConfig {
                 max_attempts: 5,
@@ -312,8 +316,11 @@ impl Config {
                 bail!("invalid configuration: {key}.pool_size must be at least 1");
             }
         }
-        crate::messaging::broker::connection_args(&self.rabbitmq.url)
-            .map_err(|e| anyhow::anyhow!("invalid configuration: rabbitmq.url: {e}"))?;
+        crate::messaging::broker::connection_args_with_ca(
+            &self.rabbitmq.url,
+            self.rabbitmq.ca_file.as_deref(),
+        )
+        .map_err(|e| anyhow::anyhow!("invalid configuration: rabbitmq.url: {e}"))?;
         if self.rabbitmq.prefetch == 0 {
             bail!("invalid configuration: rabbitmq.prefetch must be at least 1");
         }

@@ -37,6 +37,15 @@ use crate::{
 /// Builds connection arguments from an `amqp://` or `amqps://` URL
 /// (user and password percent-decoded, `%2f` as the `/` vhost).
 pub fn connection_args(url: &SecretUrl) -> anyhow::Result<OpenConnectionArguments> {
+    connection_args_with_ca(url, None)
+}
+
+/// As `connection_args`; for `amqps://`, `ca_file` (PEM) is trusted besides
+/// the public roots (a private CA, or a test certificate).
+pub fn connection_args_with_ca(
+    url: &SecretUrl,
+    ca_file: Option<&std::path::Path>,
+) -> anyhow::Result<OpenConnectionArguments> {
     let u = url::Url::parse(url.expose()).context("not a URL")?;
     let tls = match u.scheme() {
         "amqp" => false,
@@ -70,7 +79,7 @@ pub fn connection_args(url: &SecretUrl) -> anyhow::Result<OpenConnectionArgument
         }
     }
     if tls {
-        let adaptor = amqprs::tls::TlsAdaptor::without_client_auth(None, host.clone())
+        let adaptor = amqprs::tls::TlsAdaptor::without_client_auth(ca_file, host.clone())
             .map_err(|e| anyhow::anyhow!("TLS setup failed: {e}"))?;
         args.tls_adaptor(adaptor);
     }
@@ -134,7 +143,7 @@ pub struct Broker {
 
 impl Broker {
     pub fn new(cfg: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
-        let args = connection_args(&cfg.rabbitmq.url)?;
+        let args = connection_args_with_ca(&cfg.rabbitmq.url, cfg.rabbitmq.ca_file.as_deref())?;
         Ok(Self {
             inner: Arc::new(Inner {
                 args,

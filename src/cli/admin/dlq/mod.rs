@@ -15,10 +15,7 @@ use serde::Serialize;
 pub use list::{list, render_list, DlqStatus, SAMPLE};
 pub use redrive::{authorize, redrive, render_redrive, RedriveReport, Skipped};
 
-use crate::{
-    config::Config,
-    messaging::broker::{connection_args, Broker},
-};
+use crate::{config::Config, messaging::broker::Broker};
 
 #[derive(clap::Args, Debug)]
 pub struct Opts {
@@ -134,7 +131,10 @@ pub(crate) fn describe(props: &BasicProperties) -> DeadLetter {
 }
 
 async fn connect(cfg: &Config) -> anyhow::Result<Connection> {
-    let args = connection_args(&cfg.rabbitmq.url)?;
+    let args = crate::messaging::broker::connection_args_with_ca(
+        &cfg.rabbitmq.url,
+        cfg.rabbitmq.ca_file.as_deref(),
+    )?;
     Connection::open(&args)
         .await
         .with_context(|| format!("cannot reach RabbitMQ at {}", cfg.rabbitmq.url.redacted()))
