@@ -168,6 +168,25 @@ pub async fn write_transition(
     outbox::insert(conn, msgs).await
 }
 
+/// The saga event a message carries, with its reason; None for commands.
+fn event_of(msg: &Message) -> Option<(Event, Option<String>)> {
+    Some(match msg {
+        Message::Reserved(r) => (
+            Event::InventoryReserved { success: r.success },
+            r.reason.clone(),
+        ),
+        Message::Released(r) => (
+            Event::InventoryReleased { success: r.success },
+            r.reason.clone(),
+        ),
+        Message::PaymentProcessed(r) => (
+            Event::PaymentProcessed { success: r.success },
+            r.reason.clone(),
+        ),
+        _ => return None,
+    })
+}
+
 pub fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
@@ -275,20 +294,8 @@ impl Handler for Orchestrator {
             let Ok(msg) = Message::parse(&d.routing_key, &d.body) else {
                 continue;
             };
-            let (event, reason) = match &msg {
-                Message::Reserved(r) => (
-                    Event::InventoryReserved { success: r.success },
-                    r.reason.clone(),
-                ),
-                Message::Released(r) => (
-                    Event::InventoryReleased { success: r.success },
-                    r.reason.clone(),
-                ),
-                Message::PaymentProcessed(r) => (
-                    Event::PaymentProcessed { success: r.success },
-                    r.reason.clone(),
-                ),
-                _ => continue,
+            let Some((event, reason)) = event_of(&msg) else {
+                continue;
             };
             idx.push(i);
             items.push(super::batch::Item {
@@ -330,25 +337,11 @@ impl Handler for Orchestrator {
             Ok(m) => m,
             Err(e) => return Outcome::DeadLetter(e.to_string()),
         };
-        let (event, reason) = match &msg {
-            Message::Reserved(r) => (
-                Event::InventoryReserved { success: r.success },
-                r.reason.clone(),
-            ),
-            Message::Released(r) => (
-                Event::InventoryReleased { success: r.success },
-                r.reason.clone(),
-            ),
-            Message::PaymentProcessed(r) => (
-                Event::PaymentProcessed { success: r.success },
-                r.reason.clone(),
-            ),
-            other => {
-                return Outcome::DeadLetter(format!(
-                    "{} is a command, not an event",
-                    other.routing_key()
-                ))
-            }
+        let Some((event, reason)) = event_of(&msg) else {
+            return Outcome::DeadLetter(format!(
+                "{} is a command, not an event",
+                msg.routing_key()
+            ));
         };
         let saga_id = msg.saga_id().to_string();
         match self.apply(d, &saga_id, event, reason).await {
