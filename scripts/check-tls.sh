@@ -4,7 +4,8 @@
 #   1. a private CA and a server certificate for localhost (openssl);
 #   2. a throwaway MariaDB on 127.0.0.1:3310 with TLS: `dop migrate` with
 #      `?require_ssl=true` must succeed and be counted by the server as a TLS
-#      handshake (Ssl_accepts);
+#      handshake (Ssl_accepts); with certificate verification on, it must
+#      succeed trusting the CA (order.database_ca_file) and fail without it;
 #   3. a TLS listener on 127.0.0.1:15671 in front of the local RabbitMQ
 #      (socat): `dop admin dlq list` over amqps:// must succeed trusting the
 #      CA (rabbitmq.ca_file) and fail without it.
@@ -69,6 +70,11 @@ handshakes_grew() { # command...: runs it, then checks the server saw a new TLS 
 }
 check "mysql: migrate over TLS (?require_ssl=true), seen by the server as TLS" ok \
   handshakes_grew env DOP_ORDER__DATABASE_URL="$base?require_ssl=true&verify_ca=false&prefer_socket=false" "$DOP_BIN" migrate --role order
+check "mysql: the server certificate is verified against order.database_ca_file" ok \
+  handshakes_grew env DOP_ORDER__DATABASE_URL="mysql://root@localhost:3310/orders_db?require_ssl=true&prefer_socket=false" \
+  DOP_ORDER__DATABASE_CA_FILE="$work/ca.pem" "$DOP_BIN" migrate --role order
+check "mysql: a certificate from an unknown CA is refused" fail \
+  env DOP_ORDER__DATABASE_URL="mysql://root@localhost:3310/orders_db?require_ssl=true&prefer_socket=false" "$DOP_BIN" migrate --role order
 
 # 3. AMQP over TLS
 socat "OPENSSL-LISTEN:15671,reuseaddr,fork,bind=127.0.0.1,cert=$work/srv.pem,key=$work/srv.key,verify=0" \

@@ -49,9 +49,13 @@ impl RunningRole {
     ) -> anyhow::Result<Self> {
         let db_cfg = config.db(role);
         if config.migrate_on_start {
-            let n = db::migrate::migrate(role, db_cfg.database_url.expose())
-                .await
-                .with_context(|| format!("Failed to migrate the {role} database"))?;
+            let n = db::migrate::migrate_with_ca(
+                role,
+                db_cfg.database_url.expose(),
+                db_cfg.ca_file.as_deref(),
+            )
+            .await
+            .with_context(|| format!("Failed to migrate the {role} database"))?;
             if n > 0 {
                 tracing::info!(role = %role, applied = n, "migrations applied");
             }

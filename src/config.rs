@@ -93,6 +93,7 @@ pub struct DbRole {
     pub database_url: SecretUrl,
     pub pool_size: usize,
     pub pool_timeout: Duration,
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 // Each role's section repeats the database keys rather than flattening a
@@ -109,6 +110,10 @@ macro_rules! role_section {
             /// How long a request waits for a pooled connection before 503.
             #[serde(with = "humantime_serde")]
             pub pool_timeout: Duration,
+            /// A PEM CA to verify the server's TLS certificate with (RDS's
+            /// bundle), besides the public roots.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub database_ca_file: Option<std::path::PathBuf>,
             $($(#[$fm])* pub $field: $ty,)*
         }
         impl $name {
@@ -118,6 +123,7 @@ macro_rules! role_section {
                     database_url: self.database_url.clone(),
                     pool_size: self.pool_size,
                     pool_timeout: self.pool_timeout,
+                    ca_file: self.database_ca_file.clone(),
                 }
             }
         }
@@ -205,12 +211,14 @@ impl Default for Config {
                 database_url: default_url("orders_db"),
                 pool_size: 32,
                 pool_timeout: Duration::from_secs(5),
+                database_ca_file: None,
             },
             inventory: InventoryConfig {
                 port: 8082,
                 database_url: default_url("inventory_db"),
                 pool_size: 32,
                 pool_timeout: Duration::from_secs(5),
+                database_ca_file: None,
                 reserve_max_retries: 50,
             },
             payment: PaymentConfig {
@@ -218,6 +226,7 @@ impl Default for Config {
                 database_url: default_url("payments_db"),
                 pool_size: 32,
                 pool_timeout: Duration::from_secs(5),
+                database_ca_file: None,
                 failure_rate: 0.0,
             },
             rabbitmq: RabbitConfig {

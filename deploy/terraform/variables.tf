@@ -166,7 +166,8 @@ variable "db_url_params" {
     RDS. verify_ca=false because mysql_async trusts only the public web roots
     and RDS certificates chain to Amazon RDS's own CAs: the connection is
     encrypted but the server is not authenticated. Set "require_ssl=true"
-    once dop can load the RDS CA bundle (docs/deploy.md, "TLS to RDS").
+    once the tasks have the RDS CA bundle and DOP_<ROLE>__DATABASE_CA_FILE
+    points at it (docs/deploy.md, "TLS to RDS").
   EOT
   type        = string
   default     = "require_ssl=true&verify_ca=false"

@@ -16,8 +16,9 @@ pub struct Opts {
 pub async fn run(opts: Opts, config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(config, opts.role.single())?;
     for role in opts.role.roles() {
-        let url = cfg.db(role).database_url.clone();
-        let n = db::migrate::migrate(role, url.expose()).await?;
+        let db = cfg.db(role);
+        let url = db.database_url.clone();
+        let n = db::migrate::migrate_with_ca(role, url.expose(), db.ca_file.as_deref()).await?;
         println!("{role}: {n} migration(s) applied ({})", url.redacted());
     }
     Ok(ExitCode::SUCCESS)

@@ -43,16 +43,42 @@ pub fn split_url(database_url: &str) -> anyhow::Result<(String, String)> {
 /// Creates the database if missing, then applies pending migrations.
 /// Returns how many migrations were applied.
 pub async fn migrate(role: Role, database_url: &str) -> anyhow::Result<usize> {
+    migrate_with_ca(role, database_url, None).await
+}
+
+/// As `migrate`, verifying the server's TLS certificate with `ca_file`.
+pub async fn migrate_with_ca(
+    role: Role,
+    database_url: &str,
+    ca_file: Option<&std::path::Path>,
+) -> anyhow::Result<usize> {
     let database_url = database_url.to_string();
-    tokio::task::spawn_blocking(move || migrate_blocking(role, &database_url))
+    let ca_file = ca_file.map(std::path::Path::to_path_buf);
+    tokio::task::spawn_blocking(move || migrate_blocking(role, &database_url, ca_file.as_deref()))
         .await
         .context("migration task panicked")?
 }
 
-fn migrate_blocking(role: Role, database_url: &str) -> anyhow::Result<usize> {
+/// A blocking connection for the migration harness (inside spawn_blocking).
+fn sync_conn(url: &str, ca_file: Option<&std::path::Path>) -> diesel::ConnectionResult<SyncConn> {
+    match ca_file {
+        None => <SyncConn as Connection>::establish(url),
+        Some(_) => {
+            let conn =
+                tokio::runtime::Handle::current().block_on(super::pool::connect(url, ca_file))?;
+            Ok(SyncConn::from(conn))
+        }
+    }
+}
+
+fn migrate_blocking(
+    role: Role,
+    database_url: &str,
+    ca_file: Option<&std::path::Path>,
+) -> anyhow::Result<usize> {
     let (server_url, name) = split_url(database_url)?;
     {
-        let mut server = <SyncConn as Connection>::establish(&server_url)
+        let mut server = sync_conn(&server_url, ca_file)
             .with_context(|| format!("Failed to connect to MySQL for the {role} role"))?;
         diesel::sql_query(format!(
             "CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
@@ -60,7 +86,7 @@ fn migrate_blocking(role: Role, database_url: &str) -> anyhow::Result<usize> {
         .execute(&mut server)
         .with_context(|| format!("Failed to create database {name}"))?;
     }
-    let mut conn = <SyncConn as Connection>::establish(database_url)
+    let mut conn = sync_conn(database_url, ca_file)
         .with_context(|| format!("Failed to connect to database {name}"))?;
     let lock = format!("dop_migrate_{name}");
     let got = diesel::sql_query(format!("SELECT GET_LOCK('{lock}', 120) AS got"))

@@ -6,6 +6,7 @@
 
 use std::{
     ops::{Deref, DerefMut},
+    path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -38,9 +39,36 @@ impl DerefMut for Conn {
     }
 }
 
+/// Opens one connection. With `ca_file`, the server's TLS certificate is
+/// verified against that CA as well as the public roots (RDS signs with its
+/// own CA); TLS itself is asked for in the URL (`?require_ssl=true`).
+pub async fn connect(
+    url: &str,
+    ca_file: Option<&Path>,
+) -> diesel::ConnectionResult<AsyncMysqlConnection> {
+    let Some(ca) = ca_file else {
+        return AsyncMysqlConnection::establish(url).await;
+    };
+    let bad = |e: &dyn std::fmt::Display| diesel::ConnectionError::BadConnection(e.to_string());
+    let opts = mysql_async::Opts::from_url(url).map_err(|e| bad(&e))?;
+    let ssl = opts
+        .ssl_opts()
+        .cloned()
+        .unwrap_or_default()
+        .with_root_certs(vec![ca.to_path_buf().into()]);
+    // The options diesel-async's own `establish` sets.
+    let builder = mysql_async::OptsBuilder::from_opts(opts)
+        .ssl_opts(ssl)
+        .stmt_cache_size(0)
+        .client_found_rows(true);
+    let conn = mysql_async::Conn::new(builder).await.map_err(|e| bad(&e))?;
+    AsyncMysqlConnection::try_from(conn).await
+}
+
 /// Creates connections and refuses to hand out marked ones.
 pub struct Manager {
     url: String,
+    ca_file: Option<PathBuf>,
 }
 
 impl managed::Manager for Manager {
@@ -48,7 +76,7 @@ impl managed::Manager for Manager {
     type Error = diesel::ConnectionError;
 
     async fn create(&self) -> Result<Conn, diesel::ConnectionError> {
-        let mut inner = AsyncMysqlConnection::establish(&self.url).await?;
+        let mut inner = connect(&self.url, self.ca_file.as_deref()).await?;
         let broken = Arc::new(AtomicBool::new(false));
         let mark = broken.clone();
         inner.set_instrumentation(move |event: InstrumentationEvent<'_>| {
@@ -82,6 +110,7 @@ pub type PoolError = managed::PoolError<diesel::ConnectionError>;
 pub fn connect_pool(db: &DbRole) -> anyhow::Result<DbPool> {
     let manager = Manager {
         url: db.database_url.expose().to_string(),
+        ca_file: db.ca_file.clone(),
     };
     let pool = managed::Pool::builder(manager)
         .max_size(db.pool_size)

@@ -93,6 +93,7 @@ async fn fresh(role: Role, url: &SecretUrl, pool_size: usize) -> anyhow::Result<
         database_url: url.clone(),
         pool_size,
         pool_timeout: Duration::from_secs(30),
+        ca_file: None,
     })
 }
 

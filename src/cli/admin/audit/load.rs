@@ -7,11 +7,11 @@ use std::collections::HashSet;
 use anyhow::Context;
 use chrono::NaiveDateTime;
 use diesel::{dsl::sql, prelude::*, sql_types::Datetime};
-use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncMysqlConnection, RunQueryDsl, SimpleAsyncConnection};
 use rust_decimal::Decimal;
 
 use crate::{
-    config::{Config, SecretUrl},
+    config::Config,
     roles::{
         inventory::schema::{inventories, inventory_logs},
         order::schema::{orders, saga_states},
@@ -80,8 +80,10 @@ pub struct Snapshot {
 }
 
 /// Opens a connection whose every transaction is read-only.
-async fn connect(role: Role, url: &SecretUrl) -> anyhow::Result<AsyncMysqlConnection> {
-    let mut conn = AsyncMysqlConnection::establish(url.expose())
+async fn connect(cfg: &Config, role: Role) -> anyhow::Result<AsyncMysqlConnection> {
+    let db = cfg.db(role);
+    let url = &db.database_url;
+    let mut conn = crate::db::pool::connect(url.expose(), db.ca_file.as_deref())
         .await
         .with_context(|| {
             format!(
@@ -117,7 +119,7 @@ async fn in_snapshot<T>(
 /// committed before those are read, so terminal sagas are judged exactly.
 /// Sagas in flight may move in between; the checks leave them to the grace.
 pub async fn load(cfg: &Config) -> anyhow::Result<Snapshot> {
-    let mut order_db = connect(Role::Order, &cfg.order.database_url).await?;
+    let mut order_db = connect(cfg, Role::Order).await?;
     let (now, orders, sagas) = in_snapshot(&mut order_db, async |c| {
         let now: NaiveDateTime = diesel::select(sql::<Datetime>("UTC_TIMESTAMP(6)"))
             .get_result(c)
@@ -149,7 +151,7 @@ pub async fn load(cfg: &Config) -> anyhow::Result<Snapshot> {
     .await
     .context("Failed to read orders and sagas")?;
 
-    let mut inv_db = connect(Role::Inventory, &cfg.inventory.database_url).await?;
+    let mut inv_db = connect(cfg, Role::Inventory).await?;
     let (stock, logs) = in_snapshot(&mut inv_db, async |c| {
         let s: Vec<StockRec> = inventories::table
             .select((
@@ -175,7 +177,7 @@ pub async fn load(cfg: &Config) -> anyhow::Result<Snapshot> {
     .context("Failed to read inventories and inventory_logs")?;
     drop(inv_db);
 
-    let mut pay_db = connect(Role::Payment, &cfg.payment.database_url).await?;
+    let mut pay_db = connect(cfg, Role::Payment).await?;
     let payments = in_snapshot(&mut pay_db, async |c| {
         payments::table
             .select((payments::order_id, payments::amount, payments::status))
