@@ -175,40 +175,59 @@ async fn reserve_once(
             // whose order was already released.
             if let Some(prev) = logs.iter().find(|l| l.action == RESERVE) {
                 tracing::info!(order_id = %cmd.order_id, "repeated reserve: re-emitting the recorded outcome");
-                let msgs = vec![OutboxMessage::new(
-                    &Message::Reserved(result(cmd, prev.success, prev.reason.clone())),
-                    &d.trace_id,
-                )];
-                emit_only(conn, &msgs).await?;
-                return Ok((msgs, None));
+                let msg = Message::Reserved(result(cmd, prev.success, prev.reason.clone()));
+                return Ok((reemit(conn, &msg, &d.trace_id).await?, None));
             }
             let reason = "order already released; late reserve rejected".to_string();
-            let msgs = vec![OutboxMessage::new(
-                &Message::Reserved(result(cmd, false, Some(reason.clone()))),
-                &d.trace_id,
-            )];
-            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                insert_log(
-                    conn,
-                    cmd,
-                    RESERVE,
-                    cmd.quantity,
-                    false,
-                    Some(&reason),
-                    &d.message_id,
-                )
-                .await?;
-                outbox::insert(conn, &msgs).await
-            })
-            .await?;
+            let msg = Message::Reserved(result(cmd, false, Some(reason.clone())));
+            let msgs = record(conn, cmd, d, RESERVE, cmd.quantity, false, &reason, &msg).await?;
             Ok((msgs, Some("already_released")))
         }
     }
 }
 
-async fn emit_only(conn: &mut AsyncMysqlConnection, msgs: &[OutboxMessage]) -> QueryResult<()> {
-    conn.transaction::<_, diesel::result::Error, _>(async |conn| outbox::insert(conn, msgs).await)
-        .await
+/// Publishes a recorded outcome again (a repeated command), through the
+/// outbox like any other message.
+async fn reemit(
+    conn: &mut AsyncMysqlConnection,
+    msg: &Message,
+    trace_id: &str,
+) -> QueryResult<Vec<OutboxMessage>> {
+    let msgs = vec![OutboxMessage::new(msg, trace_id)];
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| outbox::insert(conn, &msgs).await)
+        .await?;
+    Ok(msgs)
+}
+
+/// Records an outcome decided outside the main transaction (a rejected late
+/// reserve, a release of nothing): its log row and its event, together.
+#[allow(clippy::too_many_arguments)]
+async fn record(
+    conn: &mut AsyncMysqlConnection,
+    cmd: &InventoryCommand,
+    d: &Delivery,
+    action: &str,
+    quantity: i32,
+    success: bool,
+    reason: &str,
+    msg: &Message,
+) -> QueryResult<Vec<OutboxMessage>> {
+    let msgs = vec![OutboxMessage::new(msg, &d.trace_id)];
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+        insert_log(
+            conn,
+            cmd,
+            action,
+            quantity,
+            success,
+            Some(reason),
+            &d.message_id,
+        )
+        .await?;
+        outbox::insert(conn, &msgs).await
+    })
+    .await?;
+    Ok(msgs)
 }
 
 /// One attempt at a release.
@@ -273,12 +292,8 @@ async fn release_once(
         Err(TxError::Logged(logs)) => {
             if let Some(prev) = logs.iter().find(|l| l.action == RELEASE) {
                 tracing::info!(order_id = %cmd.order_id, "repeated release: re-emitting the recorded outcome");
-                let msgs = vec![OutboxMessage::new(
-                    &Message::Released(result(cmd, prev.success, prev.reason.clone())),
-                    &d.trace_id,
-                )];
-                emit_only(conn, &msgs).await?;
-                return Ok(msgs);
+                let msg = Message::Released(result(cmd, prev.success, prev.reason.clone()));
+                return reemit(conn, &msg, &d.trace_id).await;
             }
             let reserved = logs.iter().any(|l| l.action == RESERVE && l.success);
             // Nothing reserved: record a release of nothing, so a reserve
@@ -293,25 +308,8 @@ async fn release_once(
                 (0, true, "nothing was reserved for this order".to_string())
             };
             tracing::warn!(order_id = %cmd.order_id, reason = %reason, "release without a matching reserve");
-            let msgs = vec![OutboxMessage::new(
-                &Message::Released(result(cmd, success, Some(reason.clone()))),
-                &d.trace_id,
-            )];
-            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                insert_log(
-                    conn,
-                    cmd,
-                    RELEASE,
-                    qty,
-                    success,
-                    Some(&reason),
-                    &d.message_id,
-                )
-                .await?;
-                outbox::insert(conn, &msgs).await
-            })
-            .await?;
-            Ok(msgs)
+            let msg = Message::Released(result(cmd, success, Some(reason.clone())));
+            record(conn, cmd, d, RELEASE, qty, success, &reason, &msg).await
         }
     }
 }
