@@ -64,6 +64,20 @@ pub trait Handler: Send + Sync + 'static {
         }
         out
     }
+
+    /// Batches of this queue handled at once. Several overlap their
+    /// commits; a handler whose batches all lock the same few rows (stock
+    /// of a handful of products) gains nothing from that, since they would
+    /// wait for each other's commit, and does better with one batch that
+    /// takes everything that arrived meanwhile.
+    fn batches_in_flight(&self) -> usize {
+        BATCHES_IN_FLIGHT
+    }
+
+    /// Most deliveries in one batch (the prefetch caps it too).
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
 }
 
 fn header_str(h: Option<&FieldTable>, key: &str) -> Option<String> {
@@ -97,8 +111,50 @@ pub struct ConsumerCtx {
 
 /// Most deliveries handed to a handler at once.
 pub const MAX_BATCH: usize = 32;
-/// Batches in flight per consumer.
-const BATCHES_IN_FLIGHT: usize = 8;
+/// Batches in flight per consumer, unless the handler says otherwise.
+pub const BATCHES_IN_FLIGHT: usize = 8;
+
+/// The channel's acknowledgements. Delivery tags on a channel run 1, 2, 3,
+/// ...; batches finish out of order, so a finished tag waits here until
+/// every tag below it has finished too, and then one `basic.ack` with
+/// `multiple` settles the whole run (a batch of 32 is one ack frame, not
+/// 32). The frame must name a tag the broker still holds unacked, so the
+/// highest *acked* tag of the run is sent; tags nacked back to the queue
+/// are already settled and are only stepped over.
+#[derive(Debug)]
+struct Acks {
+    /// Lowest tag not yet finished.
+    next: u64,
+    /// Finished tags above `next`: true if to ack, false if nacked.
+    done: std::collections::BTreeMap<u64, bool>,
+}
+
+impl Acks {
+    fn new() -> Self {
+        Self {
+            next: 1,
+            done: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// Records finished tags; returns the tag to ack with `multiple`, if
+    /// the run below `next` grew and holds an acked tag.
+    fn finish(&mut self, tags: impl IntoIterator<Item = (u64, bool)>) -> Option<u64> {
+        for (tag, ack) in tags {
+            if tag >= self.next {
+                self.done.insert(tag, ack);
+            }
+        }
+        let mut upto = None;
+        while let Some(ack) = self.done.remove(&self.next) {
+            if ack {
+                upto = Some(self.next);
+            }
+            self.next += 1;
+        }
+        upto
+    }
+}
 
 /// Consumes until the channel closes or `stop` turns true; then waits for
 /// the deliveries in hand before returning. Deliveries that are already
@@ -112,7 +168,10 @@ pub async fn run(
     mut rx: mpsc::UnboundedReceiver<ConsumerMessage>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    let in_flight = ctx.handler.batches_in_flight().max(1);
+    let permits = Arc::new(Semaphore::new(in_flight));
+    let acks = Arc::new(tokio::sync::Mutex::new(Acks::new()));
+    let max_batch = ctx.handler.max_batch().min(ctx.concurrency).max(1);
     loop {
         let msg = tokio::select! {
             m = rx.recv() => m,
@@ -131,7 +190,7 @@ pub async fn run(
         };
         // Whatever arrived while we waited for a permit joins the batch.
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH.min(ctx.concurrency.max(1)) {
+        while batch.len() < max_batch {
             match rx.try_recv() {
                 Ok(m) => batch.push(m),
                 Err(_) => break,
@@ -139,24 +198,29 @@ pub async fn run(
         }
         let ctx = ctx.clone();
         let channel = channel.clone();
+        let acks = acks.clone();
         tokio::spawn(async move {
-            handle_batch(&ctx, &channel, batch).await;
+            let finished = handle_batch(&ctx, &channel, batch).await;
+            ack_finished(&channel, &acks, finished).await;
             drop(permit);
         });
     }
     // Wait for in-flight deliveries to be acked (or abandoned to redelivery).
     let _ = tokio::time::timeout(
         Duration::from_secs(30),
-        permits.acquire_many(BATCHES_IN_FLIGHT as u32),
+        permits.acquire_many(in_flight as u32),
     )
     .await;
 }
 
+/// The delivery in `msg`. Only a frame without a delivery tag (never sent
+/// by a broker for `basic.deliver`) is skipped; missing properties or body
+/// read as empty, so such a message is dead-lettered with a reason rather
+/// than left unacked.
 fn delivery(ctx: &ConsumerCtx, msg: ConsumerMessage) -> Option<(u64, Delivery)> {
-    let (Some(deliver), Some(props), Some(body)) = (msg.deliver, msg.basic_properties, msg.content)
-    else {
-        return None;
-    };
+    let deliver = msg.deliver?;
+    let props = msg.basic_properties.unwrap_or_default();
+    let body = msg.content.unwrap_or_default();
     let headers = props.headers();
     Some((
         deliver.delivery_tag(),
@@ -190,26 +254,51 @@ fn precheck(d: &Delivery) -> Option<Outcome> {
     None
 }
 
-async fn handle_batch(ctx: &ConsumerCtx, channel: &Channel, msgs: Vec<ConsumerMessage>) {
+/// Acks what a batch finished, together with every earlier finished tag.
+async fn ack_finished(
+    channel: &Channel,
+    acks: &tokio::sync::Mutex<Acks>,
+    finished: Vec<(u64, bool)>,
+) {
+    // Held across the send, so acks leave in tag order.
+    let mut acks = acks.lock().await;
+    if let Some(upto) = acks.finish(finished) {
+        if let Err(e) = channel.basic_ack(BasicAckArguments::new(upto, true)).await {
+            tracing::warn!(error = %e, "ack failed; the broker will redeliver");
+        }
+    }
+}
+
+/// Handles a batch; returns each delivery's tag and whether to ack it
+/// (false: it was nacked back to the queue already).
+async fn handle_batch(
+    ctx: &ConsumerCtx,
+    channel: &Channel,
+    msgs: Vec<ConsumerMessage>,
+) -> Vec<(u64, bool)> {
+    let mut finished = Vec::with_capacity(msgs.len());
     let mut ready = Vec::with_capacity(msgs.len());
     for msg in msgs {
         let Some((tag, d)) = delivery(ctx, msg) else {
             continue;
         };
         match precheck(&d) {
-            Some(outcome) => settle_in_span(ctx, channel, tag, &d, outcome).await,
+            Some(outcome) => {
+                finished.push((tag, settle_in_span(ctx, channel, tag, &d, outcome).await))
+            }
             None => ready.push((tag, d)),
         }
     }
     if ready.is_empty() {
-        return;
+        return finished;
     }
     let deliveries: Vec<Delivery> = ready.iter().map(|(_, d)| d.clone()).collect();
     let span = tracing::info_span!("deliveries", service = %ctx.metrics.service, queue = ctx.queue, count = deliveries.len());
     let outcomes = ctx.handler.handle_batch(&deliveries).instrument(span).await;
     for ((tag, d), outcome) in ready.iter().zip(outcomes) {
-        settle_in_span(ctx, channel, *tag, d, outcome).await;
+        finished.push((*tag, settle_in_span(ctx, channel, *tag, d, outcome).await));
     }
+    finished
 }
 
 async fn settle_in_span(
@@ -218,7 +307,7 @@ async fn settle_in_span(
     tag: u64,
     d: &Delivery,
     outcome: Outcome,
-) {
+) -> bool {
     let span = tracing::info_span!(
         "delivery",
         service = %ctx.metrics.service,
@@ -266,7 +355,16 @@ pub fn delivery_span(service: &str, d: &Delivery) -> tracing::Span {
     )
 }
 
-async fn settle(ctx: &ConsumerCtx, channel: &Channel, tag: u64, d: &Delivery, outcome: Outcome) {
+/// Forwards the delivery where its outcome sends it (retry queue, DLQ).
+/// Returns true when it is to be acked; false when the forward failed and
+/// it went back to the queue (nacked) instead.
+async fn settle(
+    ctx: &ConsumerCtx,
+    channel: &Channel,
+    tag: u64,
+    d: &Delivery,
+    outcome: Outcome,
+) -> bool {
     let (label, forward) = match outcome {
         Outcome::Ack => ("ack", None),
         Outcome::Duplicate => ("duplicate", None),
@@ -294,13 +392,11 @@ async fn settle(ctx: &ConsumerCtx, channel: &Channel, tag: u64, d: &Delivery, ou
             let _ = channel
                 .basic_nack(BasicNackArguments::new(tag, false, true))
                 .await;
-            return;
+            return false;
         }
     }
     ctx.metrics.consumed(ctx.queue, label);
-    if let Err(e) = channel.basic_ack(BasicAckArguments::new(tag, false)).await {
-        tracing::warn!(error = %e, "ack failed; the broker will redeliver");
-    }
+    true
 }
 
 fn base_headers(d: &Delivery) -> Vec<(String, FieldValue)> {
@@ -358,5 +454,27 @@ pub fn dead_letter(d: &Delivery, reason: &str) -> Outgoing {
         },
         body: d.body.clone(),
         headers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Acks;
+
+    #[test]
+    fn acks_wait_for_every_lower_tag_and_name_the_highest_acked_one() {
+        let mut a = Acks::new();
+        // Batch 4-6 finishes before batch 1-3: nothing can be acked yet.
+        assert_eq!(a.finish([(4, true), (5, true), (6, true)]), None);
+        // 1-3 finish: one ack up to 6 settles both batches.
+        assert_eq!(a.finish([(1, true), (2, true), (3, true)]), Some(6));
+        // A nacked top tag is stepped over: the ack names 8, not 9.
+        assert_eq!(a.finish([(7, true), (8, true), (9, false)]), Some(8));
+        // A run of only nacked tags sends no ack but moves on.
+        assert_eq!(a.finish([(10, false)]), None);
+        assert_eq!(a.finish([(11, true)]), Some(11));
+        // A tag finished twice (or below the run) changes nothing.
+        assert_eq!(a.finish([(11, true), (3, true)]), None);
+        assert!(a.done.is_empty());
     }
 }

@@ -47,6 +47,18 @@ pub async fn reserve_many(
 ) -> Result<Reserved, BatchError> {
     let now = chrono::Utc::now().naive_utc();
     conn.transaction::<_, BatchError, _>(async |conn| {
+        // The read first: the stock rows below stay locked until the
+        // commit, so nothing that can be done before taking them is done
+        // after.
+        let order_ids: Vec<&str> = items.iter().map(|(_, c)| c.order_id.as_str()).collect();
+        let logged: i64 = inventory_logs::table
+            .filter(inventory_logs::order_id.eq_any(&order_ids))
+            .count()
+            .get_result(conn)
+            .await?;
+        if logged > 0 {
+            return Err(BatchError::Fallback);
+        }
         // Lock products in id order (no deadlock between batches).
         let mut by_product: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
         for (i, (_, c)) in items.iter().enumerate() {
@@ -64,15 +76,6 @@ pub async fn reserve_many(
             for &i in idx {
                 ok[i] = take(conn, *pid, items[i].1.quantity, now).await?;
             }
-        }
-        let order_ids: Vec<&str> = items.iter().map(|(_, c)| c.order_id.as_str()).collect();
-        let logged: i64 = inventory_logs::table
-            .filter(inventory_logs::order_id.eq_any(&order_ids))
-            .count()
-            .get_result(conn)
-            .await?;
-        if logged > 0 {
-            return Err(BatchError::Fallback);
         }
         let failed: HashSet<i64> = items
             .iter()
