@@ -14,6 +14,23 @@ pub struct Opts {
     /// order, inventory, payment, or all.
     #[arg(long, value_enum)]
     pub role: RoleArg,
+    /// Threads running the role's async work. Default: 1 for one role (a
+    /// role mostly waits on its database and broker, and one thread saves
+    /// the wakeups of handing work between threads: docs/benchmarks.md),
+    /// the number of CPUs for `all`.
+    #[arg(long, env = "DOP_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub worker_threads: Option<u16>,
+}
+
+impl Opts {
+    /// Worker threads for the runtime; None leaves tokio's default.
+    pub fn runtime_threads(&self) -> Option<usize> {
+        match (self.worker_threads, self.role.single()) {
+            (Some(n), _) => Some(n as usize),
+            (None, Some(_)) => Some(1),
+            (None, None) => None,
+        }
+    }
 }
 
 pub async fn run(
