@@ -4,9 +4,11 @@
 pub mod errors;
 pub mod migrate;
 pub mod pool;
+pub mod script;
 
 pub use errors::{is_contention, is_duplicate, is_retryable};
 pub use pool::{connect_pool, Conn, DbPool, PoolError};
+pub use script::Script;
 
 /// Why a batched transaction did not do the batch.
 #[derive(Debug)]

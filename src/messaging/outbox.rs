@@ -16,7 +16,11 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use tokio::sync::mpsc;
 
 use super::{contracts::Message, publisher::Outgoing, topology, Broker};
-use crate::{config::OutboxConfig, db::DbPool, observability::Metrics};
+use crate::{
+    config::OutboxConfig,
+    db::{DbPool, Script},
+    observability::Metrics,
+};
 
 diesel::table! {
     outbox (message_id) {
@@ -87,6 +91,13 @@ impl OutboxMessage {
             ],
         }
     }
+}
+
+/// The insert of `msgs` (non-empty), for a `db::Script`.
+pub fn insert_statement(
+    msgs: &[OutboxMessage],
+) -> impl diesel::query_builder::QueryFragment<diesel::mysql::Mysql> + '_ {
+    diesel::insert_into(outbox::table).values(msgs.iter().map(|m| &m.row).collect::<Vec<_>>())
 }
 
 /// Inserts messages inside the caller's transaction.
@@ -295,7 +306,9 @@ async fn deleter(
 /// Most ids in one delete statement.
 const DELETE_CHUNK: usize = 200;
 
-/// Deletes confirmed rows by primary key, each row through its key.
+/// Deletes confirmed rows by primary key, each row through its key, in
+/// one text statement (db::script: no prepare for a statement whose text
+/// changes with every batch size).
 ///
 /// The plain `DELETE ... WHERE message_id IN (...)` is planned as a full
 /// scan: the outbox is nearly empty whenever InnoDB samples its statistics,
@@ -310,9 +323,9 @@ const DELETE_CHUNK: usize = 200;
 async fn delete_ids(
     conn: &mut diesel_async::AsyncMysqlConnection,
     ids: &[&str],
-) -> QueryResult<usize> {
+) -> QueryResult<()> {
     if ids.is_empty() {
-        return Ok(0);
+        return Ok(());
     }
     let mut sql = String::from("DELETE outbox FROM (SELECT ? AS id");
     for _ in 1..ids.len() {
@@ -323,7 +336,9 @@ async fn delete_ids(
     for id in ids {
         q = q.bind::<diesel::sql_types::Text, _>(*id);
     }
-    q.execute(conn).await
+    let mut script = Script::new();
+    script.push(&q)?;
+    script.run(conn).await
 }
 
 async fn sweeper(

@@ -11,3 +11,4 @@ mod observability;
 mod proxy;
 mod reliability;
 mod saga;
+mod script;

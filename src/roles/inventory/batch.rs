@@ -1,7 +1,7 @@
 //! Many reserves in one transaction. Deliveries that arrive together are
 //! reserved with one conditional UPDATE per product (falling back to one per
-//! order when a product cannot cover them all), one read of the log, one
-//! multi-row insert of log rows and one of outbox rows. Anything unusual (a
+//! order when a product cannot cover them all), one read of the log, and a
+//! multi-row insert each of log rows and outbox rows in one round trip. Anything unusual (a
 //! repeated order, a release, a failure) goes back to the one-by-one path,
 //! which owns every edge case.
 
@@ -15,6 +15,7 @@ use super::{
     schema::{inventories, inventory_logs},
 };
 pub use crate::db::BatchError;
+use crate::db::Script;
 use crate::messaging::{
     consumer::Delivery,
     contracts::{InventoryCommand, InventoryResult, Message},
@@ -138,11 +139,12 @@ pub async fn reserve_many(
                 message_id: &d.message_id,
             });
         }
-        diesel::insert_into(inventory_logs::table)
-            .values(&logs)
-            .execute(conn)
-            .await?;
-        outbox::insert(conn, &msgs).await?;
+        // Both inserts in one round trip (db::script).
+        let mut script = Script::new();
+        script
+            .push(&diesel::insert_into(inventory_logs::table).values(&logs))?
+            .push(&outbox::insert_statement(&msgs))?;
+        script.run(conn).await?;
         Ok(Reserved { msgs, rejected })
     })
     .await

@@ -1,7 +1,8 @@
 //! Many saga events in one transaction: one read of processed message ids,
-//! one multi-row insert of the new ones, one locking read of the sagas (with
-//! their orders), then one multi-row upsert each of sagas and orders and one
-//! multi-row insert each of timeline rows and outbox rows. Duplicates are
+//! one locking read of the sagas (with their orders), then, in one round
+//! trip (db::script), a multi-row insert of the new message ids, a
+//! multi-row upsert each of sagas and orders and a multi-row insert each of
+//! timeline rows and outbox rows. Duplicates are
 //! answered from the batch's read; an event for an unknown saga sends the
 //! whole batch back to the one-by-one path.
 
@@ -21,6 +22,7 @@ use super::{
 };
 pub use crate::db::BatchError;
 use crate::{
+    db::Script,
     messaging::{consumer::Delivery, outbox, OutboxMessage},
     saga::{self, Event, SagaStatus, SagaStep},
 };
@@ -83,14 +85,6 @@ pub async fn apply_many(
                 terminal: Vec::new(),
             });
         }
-        let rows: Vec<_> = fresh_ids
-            .iter()
-            .map(|id| processed_events::message_id.eq(*id))
-            .collect();
-        diesel::insert_into(processed_events::table)
-            .values(&rows)
-            .execute(conn)
-            .await?;
         let saga_ids: Vec<&str> = items.iter().map(|i| i.saga_id.as_str()).collect();
         let mut state: HashMap<String, (SagaRow, OrderRow)> = lock_sagas_for_batch(conn, &saga_ids)
             .await?
@@ -154,9 +148,16 @@ pub async fn apply_many(
                 touched.push(saga.saga_id.clone());
             }
         }
+        // Every write in one round trip (db::script).
+        let mut script = Script::new();
+        let processed: Vec<_> = fresh_ids
+            .iter()
+            .map(|id| processed_events::message_id.eq(*id))
+            .collect();
+        script.push(&diesel::insert_into(processed_events::table).values(&processed))?;
         if !touched.is_empty() {
             let sagas: Vec<&SagaRow> = touched.iter().map(|id| &state[id].0).collect();
-            diesel::insert_into(saga_states::table)
+            let sagas = diesel::insert_into(saga_states::table)
                 .values(sagas.iter().map(|s| (*s).clone()).collect::<Vec<SagaRow>>())
                 .on_conflict(diesel::dsl::DuplicatedKeys)
                 .do_update()
@@ -165,9 +166,8 @@ pub async fn apply_many(
                     saga_states::current_step.eq(sql::<Text>("VALUES(current_step)")),
                     saga_states::failure_reason.eq(sql::<Nullable<Text>>("VALUES(failure_reason)")),
                     saga_states::updated_at.eq(sql::<Datetime>("VALUES(updated_at)")),
-                ))
-                .execute(conn)
-                .await?;
+                ));
+            script.push(&sagas)?;
             let changed: Vec<OrderRow> = touched
                 .iter()
                 .map(|id| &state[id].1)
@@ -178,23 +178,23 @@ pub async fn apply_many(
                 })
                 .collect();
             if !changed.is_empty() {
-                diesel::insert_into(orders::table)
-                    .values(&changed)
-                    .on_conflict(diesel::dsl::DuplicatedKeys)
-                    .do_update()
-                    .set((
-                        orders::status.eq(sql::<Text>("VALUES(status)")),
-                        orders::updated_at.eq(sql::<Datetime>("VALUES(updated_at)")),
-                    ))
-                    .execute(conn)
-                    .await?;
+                script.push(
+                    &diesel::insert_into(orders::table)
+                        .values(&changed)
+                        .on_conflict(diesel::dsl::DuplicatedKeys)
+                        .do_update()
+                        .set((
+                            orders::status.eq(sql::<Text>("VALUES(status)")),
+                            orders::updated_at.eq(sql::<Datetime>("VALUES(updated_at)")),
+                        )),
+                )?;
             }
-            diesel::insert_into(saga_events::table)
-                .values(&events)
-                .execute(conn)
-                .await?;
-            outbox::insert(conn, &msgs).await?;
+            script.push(&diesel::insert_into(saga_events::table).values(&events))?;
+            if !msgs.is_empty() {
+                script.push(&outbox::insert_statement(&msgs))?;
+            }
         }
+        script.run(conn).await?;
         Ok(Done {
             applied,
             msgs,

@@ -8,14 +8,14 @@
 
 use std::sync::Arc;
 
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel_async::AsyncConnection;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::{
     orders::{self, NewOrder, Placed, Rows},
     schema::{orders as orders_t, saga_events, saga_states},
 };
-use crate::{app::AppState, http::ApiError, messaging::outbox};
+use crate::{app::AppState, db::Script, http::ApiError, messaging::outbox};
 
 /// Most orders in one transaction.
 const MAX_BATCH: usize = 64;
@@ -121,21 +121,14 @@ async fn write_many(ctx: &AppState, rows: &[Rows]) -> anyhow::Result<()> {
     let s: Vec<_> = rows.iter().map(|r| &r.saga).collect();
     let e: Vec<_> = rows.iter().map(|r| &r.event).collect();
     let m: Vec<_> = rows.iter().map(|r| r.cmd.clone()).collect();
-    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-        diesel::insert_into(orders_t::table)
-            .values(o)
-            .execute(conn)
-            .await?;
-        diesel::insert_into(saga_states::table)
-            .values(s)
-            .execute(conn)
-            .await?;
-        diesel::insert_into(saga_events::table)
-            .values(e)
-            .execute(conn)
-            .await?;
-        outbox::insert(conn, &m).await
-    })
-    .await?;
+    // The four inserts in one round trip (db::script).
+    let mut script = Script::new();
+    script
+        .push(&diesel::insert_into(orders_t::table).values(o))?
+        .push(&diesel::insert_into(saga_states::table).values(s))?
+        .push(&diesel::insert_into(saga_events::table).values(e))?
+        .push(&outbox::insert_statement(&m))?;
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| script.run(conn).await)
+        .await?;
     Ok(())
 }

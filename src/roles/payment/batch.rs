@@ -1,6 +1,6 @@
 //! Many payment commands in one transaction: one read of existing payments,
-//! one multi-row insert each of payments, processed message ids and outbox
-//! rows. A repeated order (in the table or twice in the batch) goes back to
+//! and a multi-row insert each of payments, processed message ids and outbox
+//! rows, sent in one round trip. A repeated order (in the table or twice in the batch) goes back to
 //! the one-by-one path, which re-emits the recorded outcome.
 
 use diesel::prelude::*;
@@ -8,6 +8,7 @@ use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
 
 use super::schema::{payments, processed_events};
 pub use crate::db::BatchError;
+use crate::db::Script;
 use crate::messaging::{
     consumer::Delivery,
     contracts::{Message, PaymentCommand, PaymentResult},
@@ -66,19 +67,17 @@ pub async fn charge_many(
                 &d.trace_id,
             ));
         }
-        diesel::insert_into(payments::table)
-            .values(&rows)
-            .execute(conn)
-            .await?;
         let ids: Vec<_> = items
             .iter()
             .map(|(d, _)| processed_events::message_id.eq(d.message_id.as_str()))
             .collect();
-        diesel::insert_or_ignore_into(processed_events::table)
-            .values(&ids)
-            .execute(conn)
-            .await?;
-        outbox::insert(conn, &msgs).await?;
+        // The three inserts in one round trip (db::script).
+        let mut script = Script::new();
+        script
+            .push(&diesel::insert_into(payments::table).values(&rows))?
+            .push(&diesel::insert_or_ignore_into(processed_events::table).values(&ids))?
+            .push(&outbox::insert_statement(&msgs))?;
+        script.run(conn).await?;
         Ok(msgs)
     })
     .await
