@@ -18,12 +18,46 @@ use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use diesel::connection::InstrumentationEvent;
 use diesel_async::{AsyncConnection, AsyncMysqlConnection};
 
+use super::Script;
 use crate::config::DbRole;
 
 /// A pooled connection and the mark its instrumentation sets.
 pub struct Conn {
     inner: AsyncMysqlConnection,
     broken: Arc<AtomicBool>,
+    /// A transaction of `run_in_transaction` may still be open (its future
+    /// was dropped part-way): the connection must not be reused.
+    open_script: bool,
+}
+
+impl Conn {
+    /// Runs `script` as one transaction in one round trip:
+    /// `START TRANSACTION`, its statements, `COMMIT`. The server stops at a
+    /// failing statement and leaves the transaction open, so a failure is
+    /// rolled back before returning. Once sent, the script is the server's
+    /// to finish, whole or not at all, as with a COMMIT whose reply is lost;
+    /// a connection whose run did not finish here (a cancelled future, a
+    /// lost server) is discarded by the pool instead of reused mid-script.
+    pub async fn run_in_transaction(&mut self, script: &Script) -> diesel::QueryResult<()> {
+        use diesel_async::SimpleAsyncConnection;
+        if script.is_empty() {
+            return Ok(());
+        }
+        self.open_script = true;
+        let sql = format!("START TRANSACTION;\n{};\nCOMMIT", script.sql());
+        match self.inner.batch_execute(&sql).await {
+            Ok(()) => {
+                self.open_script = false;
+                Ok(())
+            }
+            Err(e) => {
+                if self.inner.batch_execute("ROLLBACK").await.is_ok() {
+                    self.open_script = false;
+                }
+                Err(e)
+            }
+        }
+    }
 }
 
 impl Deref for Conn {
@@ -86,7 +120,11 @@ impl managed::Manager for Manager {
                 }
             }
         });
-        Ok(Conn { inner, broken })
+        Ok(Conn {
+            inner,
+            broken,
+            open_script: false,
+        })
     }
 
     async fn recycle(
@@ -95,7 +133,7 @@ impl managed::Manager for Manager {
         _: &Metrics,
     ) -> RecycleResult<diesel::ConnectionError> {
         use diesel_async::pooled_connection::PoolableConnection;
-        if conn.broken.load(Ordering::Relaxed) || conn.inner.is_broken() {
+        if conn.open_script || conn.broken.load(Ordering::Relaxed) || conn.inner.is_broken() {
             return Err(RecycleError::message("connection lost its server"));
         }
         Ok(())

@@ -163,3 +163,141 @@ async fn literals_round_trip_exactly_and_a_failed_script_leaves_nothing() {
     assert_eq!(n, nasty.len() as i64);
     drop_db(&name).await;
 }
+
+fn pool_of(name: &str) -> dop::db::DbPool {
+    dop::db::connect_pool(&dop::config::DbRole {
+        port: 0,
+        database_url: dop::config::SecretUrl::new(format!("{MYSQL}/{name}")),
+        pool_size: 1,
+        pool_timeout: std::time::Duration::from_secs(5),
+        ca_file: None,
+    })
+    .unwrap()
+}
+
+fn insert_row(script: &mut Script, id: &str) {
+    let at = chrono::NaiveDate::from_ymd_opt(2026, 1, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap();
+    script
+        .push(&diesel::insert_into(script_t::table).values((
+            script_t::id.eq(id),
+            script_t::amount.eq(rust_decimal::Decimal::ONE),
+            script_t::at.eq(at),
+            script_t::n.eq(1),
+            script_t::ok.eq(true),
+        )))
+        .unwrap();
+}
+
+async fn count(c: &mut AsyncMysqlConnection, id: &str) -> i64 {
+    script_t::table
+        .filter(script_t::id.eq(id))
+        .count()
+        .get_result(c)
+        .await
+        .unwrap()
+}
+
+#[derive(diesel::QueryableByName)]
+struct ConnId {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+}
+
+async fn connection_id(c: &mut AsyncMysqlConnection) -> i64 {
+    diesel::sql_query("SELECT CAST(CONNECTION_ID() AS SIGNED) AS id")
+        .get_result::<ConnId>(c)
+        .await
+        .unwrap()
+        .id
+}
+
+/// `Conn::run_in_transaction`: one round trip for START TRANSACTION, the
+/// statements and COMMIT. A failure is rolled back and the connection stays
+/// in the pool. A run abandoned after it was sent (its future dropped) is
+/// the server's to finish, whole, like a COMMIT whose reply was lost; its
+/// connection, in an unknown state, is never handed out again.
+#[tokio::test]
+async fn a_one_trip_transaction_commits_whole_or_not_at_all() {
+    let (name, mut check) = fresh_db().await;
+    let pool = pool_of(&name);
+
+    let mut ok = Script::new();
+    insert_row(&mut ok, "a");
+    insert_row(&mut ok, "b");
+    pool.get()
+        .await
+        .unwrap()
+        .run_in_transaction(&ok)
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&mut check, "a").await + count(&mut check, "b").await,
+        2
+    );
+
+    // Fails at its second statement (duplicate key): "c" must not stay,
+    // and the same connection serves the next checkout.
+    let mut conn = pool.get().await.unwrap();
+    let before = connection_id(&mut conn).await;
+    let mut bad = Script::new();
+    insert_row(&mut bad, "c");
+    insert_row(&mut bad, "a");
+    assert!(conn.run_in_transaction(&bad).await.is_err());
+    drop(conn);
+    assert_eq!(count(&mut check, "c").await, 0, "rolled back");
+    let mut conn = pool.get().await.unwrap();
+    assert_eq!(
+        connection_id(&mut conn).await,
+        before,
+        "a rolled-back connection is reused"
+    );
+    drop(conn);
+
+    // Abandoned while the server sleeps inside the transaction, after "d"
+    // was inserted: the connection is discarded, not handed out again in
+    // the middle of a transaction, and the server completes the script.
+    let mut slow = Script::new();
+    insert_row(&mut slow, "d");
+    slow.push(&diesel::sql_query("DO SLEEP(2)")).unwrap();
+    let mut conn = pool.get().await.unwrap();
+    let abandoned = connection_id(&mut conn).await;
+    let r = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        conn.run_in_transaction(&slow),
+    )
+    .await;
+    assert!(r.is_err(), "the run was cut short");
+    drop(conn);
+    let mut conn = pool.get().await.unwrap();
+    assert_ne!(
+        connection_id(&mut conn).await,
+        abandoned,
+        "a connection with a transaction possibly open is not reused"
+    );
+    assert_eq!(
+        count(&mut check, "d").await,
+        0,
+        "not committed before the script ends"
+    );
+    crate::harness::eventually(
+        "the abandoned script to commit whole",
+        std::time::Duration::from_secs(10),
+        || async {
+            (count(
+                &mut AsyncMysqlConnection::establish(&format!("{MYSQL}/{name}"))
+                    .await
+                    .unwrap(),
+                "d",
+            )
+            .await
+                == 1)
+                .then_some(())
+        },
+    )
+    .await;
+    drop(conn);
+    drop_db(&name).await;
+}

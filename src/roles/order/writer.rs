@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use diesel_async::AsyncConnection;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::{
@@ -19,8 +18,9 @@ use crate::{app::AppState, db::Script, http::ApiError, messaging::outbox};
 
 /// Most orders in one transaction.
 const MAX_BATCH: usize = 64;
-/// Transactions in flight at once.
-const WRITERS: usize = 4;
+/// Transactions in flight at once: one commits while the next batch
+/// gathers (more only compete with each other for the CPU).
+const WRITERS: usize = 2;
 
 struct Job {
     new: NewOrder,
@@ -121,14 +121,13 @@ async fn write_many(ctx: &AppState, rows: &[Rows]) -> anyhow::Result<()> {
     let s: Vec<_> = rows.iter().map(|r| &r.saga).collect();
     let e: Vec<_> = rows.iter().map(|r| &r.event).collect();
     let m: Vec<_> = rows.iter().map(|r| r.cmd.clone()).collect();
-    // The four inserts in one round trip (db::script).
+    // The whole transaction in one round trip (db::script).
     let mut script = Script::new();
     script
         .push(&diesel::insert_into(orders_t::table).values(o))?
         .push(&diesel::insert_into(saga_states::table).values(s))?
         .push(&diesel::insert_into(saga_events::table).values(e))?
         .push(&outbox::insert_statement(&m))?;
-    conn.transaction::<_, diesel::result::Error, _>(async |conn| script.run(conn).await)
-        .await?;
+    conn.run_in_transaction(&script).await?;
     Ok(())
 }
