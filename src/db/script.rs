@@ -169,11 +169,19 @@ fn literal(out: &mut String, ty: MysqlType, value: Option<&[u8]>) -> QueryResult
                 t.year, t.month, t.day, t.hour, t.minute, t.second, t.second_part
             )
         }
+        MysqlType::String | MysqlType::Enum | MysqlType::Set if plain(b) => {
+            // Nothing in it that a quoted literal treats specially in any
+            // sql_mode: written as it is (half the bytes of hex to parse).
+            out.push_str("_utf8mb4'");
+            out.push_str(std::str::from_utf8(b).map_err(|_| unsupported("text"))?);
+            out.push('\'');
+            Ok(())
+        }
         MysqlType::String | MysqlType::Blob | MysqlType::Enum | MysqlType::Set => {
-            // Text columns get the connection's charset (utf8mb4, set by
-            // diesel-async on connect); the introducer keeps the literal a
-            // character string, so comparisons still use the column's
-            // index and collation.
+            // The introducer keeps a hex literal a character string in the
+            // connection's charset (utf8mb4, set by diesel-async on
+            // connect), so comparisons still use the column's index and
+            // collation.
             out.push_str(if ty == MysqlType::Blob {
                 "X'"
             } else {
@@ -192,6 +200,16 @@ fn literal(out: &mut String, ty: MysqlType, value: Option<&[u8]>) -> QueryResult
         }
     };
     r.map_err(|_| unsupported("formatting"))
+}
+
+/// Text that can go between single quotes verbatim: valid UTF-8 with no
+/// quote, no backslash (an escape unless NO_BACKSLASH_ESCAPES) and no
+/// control character. UTF-8 continuation bytes are never ASCII, so no
+/// multibyte character can hide a quote.
+fn plain(b: &[u8]) -> bool {
+    std::str::from_utf8(b).is_ok()
+        && b.iter()
+            .all(|&c| c >= 0x20 && c != b'\'' && c != b'\\' && c != 0x7f)
 }
 
 #[cfg(test)]
@@ -246,7 +264,13 @@ mod tests {
             "INSERT INTO `t` (`id`, `n`, `big`, `ok`, `amount`, `at`, `note`) VALUES \
              (_utf8mb4 X'7827293b2044524f50205441424c4520743b202d2d203f', -7, 9223372036854775807, 1, \
              '199.98', '2026-11-26 09:05:07.000042', NULL), \
-             (_utf8mb4 X'c3a95c', 0, -1, 0, '-199.98', '2026-11-26 09:05:07.000042', _utf8mb4 X'')"
+             (_utf8mb4 X'c3a95c', 0, -1, 0, '-199.98', '2026-11-26 09:05:07.000042', _utf8mb4'')"
+        );
+        // Plain text (JSON, non-ASCII) goes between quotes as it is.
+        let q = diesel::delete(t::table.filter(t::id.eq(r#"{"a":"ünï ?"}"#)));
+        assert_eq!(
+            inline(&q).unwrap(),
+            r#"DELETE FROM `t` WHERE (`t`.`id` = _utf8mb4'{"a":"ünï ?"}')"#
         );
     }
 
@@ -260,7 +284,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             s.sql(),
-            "DELETE FROM `t` WHERE (`t`.`id` = _utf8mb4 X'61');\nUPDATE `t` SET `n` = (`t`.`n` + 1)"
+            "DELETE FROM `t` WHERE (`t`.`id` = _utf8mb4'a');\nUPDATE `t` SET `n` = (`t`.`n` + 1)"
         );
     }
 }
