@@ -2,6 +2,7 @@
 //! metrics and configuration (`AppState`), and how a role is started and
 //! shut down.
 
+use axum::serve::ListenerExt;
 use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
@@ -101,6 +102,13 @@ impl RunningRole {
             let shutdown = async move {
                 let _ = stop_rx.wait_for(|s| *s).await;
             };
+            // Responses leave at once instead of waiting on Nagle's
+            // algorithm for the ACK of a previous segment.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "could not set TCP_NODELAY");
+                }
+            });
             if let Err(e) = axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await
