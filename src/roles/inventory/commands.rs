@@ -349,7 +349,8 @@ impl Handler for InventoryHandler {
                 }
             }
         }
-        if reserves.len() >= 2 {
+        // Even one reserve: the batch path is one round trip for its writes.
+        if !reserves.is_empty() {
             let items: Vec<(&Delivery, &InventoryCommand)> = reserves
                 .iter()
                 .zip(&cmds)

@@ -305,7 +305,8 @@ impl Handler for Orchestrator {
                 reason,
             });
         }
-        if items.len() >= 2 {
+        // Even one event: the batch path is one round trip for its writes.
+        if !items.is_empty() {
             if let Ok(mut conn) = self.ctx.pool.get().await {
                 if let Ok(done) = super::batch::apply_many(&mut conn, &items).await {
                     self.ctx.outbox.enqueue(done.msgs);

@@ -1,7 +1,7 @@
 //! Group commit for POST /orders. Requests that arrive while a transaction
 //! is being written wait for the next one and go in together: one
-//! transaction with a multi-row insert each of orders, sagas, timeline rows
-//! and outbox rows. Under light load a batch is one order and nothing
+//! transaction, sent in one round trip (db::script), with a multi-row insert
+//! each of orders, sagas, timeline rows and outbox rows. Under light load a batch is one order and nothing
 //! waits; under heavy load the database does a fraction of the statements.
 //! Orders with an Idempotency-Key, and any batch that fails, take the
 //! one-by-one path (`orders::place`), which owns the error handling.
@@ -81,12 +81,6 @@ async fn write_loop(ctx: AppState, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
             if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
                 return;
             }
-        }
-        if batch.len() == 1 {
-            let job = batch.pop().expect("one job");
-            let r = orders::place(&ctx, job.new, None, &job.trace_id).await;
-            let _ = job.reply.send(r);
-            continue;
         }
         let rows: Vec<Rows> = batch
             .iter()

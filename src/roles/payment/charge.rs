@@ -174,7 +174,8 @@ impl Handler for PaymentHandler {
                 }
             }
         }
-        if idx.len() >= 2 {
+        // Even one command: the batch path is one round trip for its writes.
+        if !idx.is_empty() {
             let rate = self.ctx.config.payment.failure_rate;
             let declined: Vec<bool> = {
                 let mut rng = rand::rng();
