@@ -1,6 +1,7 @@
 //! Database access shared by the roles: pools, embedded migrations, and the
 //! classification of database errors.
 
+pub mod cached;
 pub mod errors;
 pub mod migrate;
 pub mod pool;

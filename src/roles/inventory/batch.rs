@@ -15,7 +15,10 @@ use super::{
     schema::{inventories, inventory_logs},
 };
 pub use crate::db::BatchError;
-use crate::db::Script;
+use crate::db::{
+    cached::{pad, Cached},
+    Script,
+};
 use crate::messaging::{
     consumer::Delivery,
     contracts::{InventoryCommand, InventoryResult, Message},
@@ -52,11 +55,13 @@ pub async fn reserve_many(
         // commit, so nothing that can be done before taking them is done
         // after.
         let order_ids: Vec<&str> = items.iter().map(|(_, c)| c.order_id.as_str()).collect();
-        let logged: i64 = inventory_logs::table
-            .filter(inventory_logs::order_id.eq_any(&order_ids))
-            .count()
-            .get_result(conn)
-            .await?;
+        let logged: i64 = Cached(
+            inventory_logs::table
+                .filter(inventory_logs::order_id.eq_any(pad(&order_ids)))
+                .count(),
+        )
+        .get_result(conn)
+        .await?;
         if logged > 0 {
             return Err(BatchError::Fallback);
         }
@@ -157,17 +162,21 @@ async fn take(
     qty: i32,
     now: chrono::NaiveDateTime,
 ) -> QueryResult<bool> {
-    let n = diesel::update(
-        inventories::table
-            .find(pid)
-            .filter(inventories::available_qty.ge(qty)),
+    // diesel does not cache an UPDATE's statement on its own; its text
+    // never changes, so it can be (db::cached).
+    let n = Cached(
+        diesel::update(
+            inventories::table
+                .find(pid)
+                .filter(inventories::available_qty.ge(qty)),
+        )
+        .set((
+            inventories::available_qty.eq(inventories::available_qty - qty),
+            inventories::reserved_qty.eq(inventories::reserved_qty + qty),
+            inventories::version.eq(inventories::version + 1),
+            inventories::updated_at.eq(now),
+        )),
     )
-    .set((
-        inventories::available_qty.eq(inventories::available_qty - qty),
-        inventories::reserved_qty.eq(inventories::reserved_qty + qty),
-        inventories::version.eq(inventories::version + 1),
-        inventories::updated_at.eq(now),
-    ))
     .execute(conn)
     .await?;
     Ok(n == 1)

@@ -22,7 +22,10 @@ use super::{
 };
 pub use crate::db::BatchError;
 use crate::{
-    db::Script,
+    db::{
+        cached::{pad, Cached},
+        Script,
+    },
     messaging::{consumer::Delivery, outbox, OutboxMessage},
     saga::{self, Event, SagaStatus, SagaStep},
 };
@@ -60,13 +63,15 @@ pub async fn apply_many(
             .iter()
             .map(|i| i.delivery.message_id.as_str())
             .collect();
-        let seen: HashSet<String> = processed_events::table
-            .filter(processed_events::message_id.eq_any(&ids))
-            .select(processed_events::message_id)
-            .load::<String>(conn)
-            .await?
-            .into_iter()
-            .collect();
+        let seen: HashSet<String> = Cached(
+            processed_events::table
+                .filter(processed_events::message_id.eq_any(pad(&ids)))
+                .select(processed_events::message_id),
+        )
+        .load::<String>(conn)
+        .await?
+        .into_iter()
+        .collect();
         let mut fresh_ids = HashSet::new();
         let mut applied: Vec<Applied> = Vec::with_capacity(items.len());
         for it in items {

@@ -13,7 +13,10 @@ use super::{
 };
 use crate::{
     app::AppState,
-    db,
+    db::{
+        self,
+        cached::{pad, Cached},
+    },
     domain::Money,
     messaging::{
         consumer::{Delivery, Handler, Outcome},
@@ -92,25 +95,30 @@ pub async fn lock_sagas_for_batch(
     conn: &mut AsyncMysqlConnection,
     saga_ids: &[&str],
 ) -> QueryResult<Vec<(SagaRow, OrderRow)>> {
-    let sagas: Vec<SagaRow> = saga_states::table
-        .filter(saga_states::saga_id.eq_any(saga_ids))
-        .order(saga_states::saga_id.asc())
-        .select(SagaRow::as_select())
-        .for_update()
-        .load(conn)
-        .await?;
+    // Lists padded for a cached statement (db::cached).
+    let sagas: Vec<SagaRow> = Cached(
+        saga_states::table
+            .filter(saga_states::saga_id.eq_any(pad(saga_ids)))
+            .order(saga_states::saga_id.asc())
+            .select(SagaRow::as_select())
+            .for_update(),
+    )
+    .load(conn)
+    .await?;
     if sagas.is_empty() {
         return Ok(Vec::new());
     }
     let order_ids: Vec<&str> = sagas.iter().map(|s| s.order_id.as_str()).collect();
-    let mut by_id: std::collections::HashMap<String, OrderRow> = orders::table
-        .filter(orders::id.eq_any(&order_ids))
-        .select(OrderRow::as_select())
-        .load::<OrderRow>(conn)
-        .await?
-        .into_iter()
-        .map(|o| (o.id.clone(), o))
-        .collect();
+    let mut by_id: std::collections::HashMap<String, OrderRow> = Cached(
+        orders::table
+            .filter(orders::id.eq_any(pad(&order_ids)))
+            .select(OrderRow::as_select()),
+    )
+    .load::<OrderRow>(conn)
+    .await?
+    .into_iter()
+    .map(|o| (o.id.clone(), o))
+    .collect();
     Ok(sagas
         .into_iter()
         .filter_map(|s| by_id.remove(&s.order_id).map(|o| (s, o)))

@@ -8,7 +8,10 @@ use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
 
 use super::schema::{payments, processed_events};
 pub use crate::db::BatchError;
-use crate::db::Script;
+use crate::db::{
+    cached::{pad, Cached},
+    Script,
+};
 use crate::messaging::{
     consumer::Delivery,
     contracts::{Message, PaymentCommand, PaymentResult},
@@ -34,11 +37,13 @@ pub async fn charge_many(
 ) -> Result<Vec<OutboxMessage>, BatchError> {
     conn.transaction::<_, BatchError, _>(async |conn| {
         let order_ids: Vec<&str> = items.iter().map(|(_, c)| c.order_id.as_str()).collect();
-        let existing: i64 = payments::table
-            .filter(payments::order_id.eq_any(&order_ids))
-            .count()
-            .get_result(conn)
-            .await?;
+        let existing: i64 = Cached(
+            payments::table
+                .filter(payments::order_id.eq_any(pad(&order_ids)))
+                .count(),
+        )
+        .get_result(conn)
+        .await?;
         if existing > 0 {
             return Err(BatchError::Fallback);
         }
