@@ -85,3 +85,31 @@ async fn wait_for_signal() {
         _ = term => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+
+    fn threads(args: &[&str]) -> Option<usize> {
+        match Cli::try_parse_from(args).expect("parses").command {
+            Command::Serve(o) => o.runtime_threads(),
+            _ => panic!("not serve"),
+        }
+    }
+
+    #[test]
+    fn one_worker_per_role_unless_told() {
+        assert_eq!(threads(&["dop", "serve", "--role", "payment"]), Some(1));
+        assert_eq!(threads(&["dop", "serve", "--role", "all"]), None);
+        assert_eq!(
+            threads(&["dop", "serve", "--role", "all", "--worker-threads", "3"]),
+            Some(3)
+        );
+        assert!(
+            Cli::try_parse_from(["dop", "serve", "--role", "order", "--worker-threads", "0"])
+                .is_err()
+        );
+    }
+}
