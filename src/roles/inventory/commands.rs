@@ -315,6 +315,17 @@ async fn release_once(
 }
 
 impl InventoryHandler {
+    /// Counts a refused reserve in `inventory_reserve_rejections_total`.
+    fn count_rejection(&self, reason: &str) {
+        self.ctx
+            .metrics
+            .reserve_rejections
+            .get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
     async fn run(
         &self,
         d: &Delivery,
@@ -366,13 +377,7 @@ impl Handler for InventoryHandler {
                 match r {
                     Ok(done) => {
                         for reason in done.rejected {
-                            self.ctx
-                                .metrics
-                                .reserve_rejections
-                                .get_or_create(&ReasonLabels {
-                                    reason: reason.into(),
-                                })
-                                .inc();
+                            self.count_rejection(reason);
                         }
                         self.ctx.outbox.enqueue(done.msgs);
                         for (&i, c) in reserves.iter().zip(&cmds) {
@@ -431,13 +436,7 @@ impl Handler for InventoryHandler {
             match self.run(d, &msg).await {
                 Ok((msgs, rejected)) => {
                     if let Some(reason) = rejected {
-                        self.ctx
-                            .metrics
-                            .reserve_rejections
-                            .get_or_create(&ReasonLabels {
-                                reason: reason.into(),
-                            })
-                            .inc();
+                        self.count_rejection(reason);
                     }
                     self.ctx.outbox.enqueue(msgs);
                     tracing::info!(order_id = %msg.order_id(), saga_id = %msg.saga_id(), command = msg.routing_key(), "inventory command handled");
