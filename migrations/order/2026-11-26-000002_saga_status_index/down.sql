@@ -1,0 +1,3 @@
+ALTER TABLE saga_states
+  DROP INDEX idx_saga_status,
+  ADD INDEX idx_saga_status_updated (status, updated_at);
