@@ -1,7 +1,7 @@
 -- A saga's row is updated at every step. With (status, updated_at) every
--- update moved its secondary-index entry (delete-mark + insert), the most
--- expensive write of a saga; with (status) alone only the step that changes
--- the status does. InnoDB appends the primary key (saga_id, a UUIDv7, so
+-- update also moved its secondary-index entry (delete-mark + insert); with
+-- (status) alone only a step that changes the status does (replayed: about
+-- a quarter less database CPU for the updates). InnoDB appends the primary key (saga_id, a UUIDv7, so
 -- time-ordered) to the entry, so "newest sagas with this status" is still
 -- an index scan, and the recovery loop reads the few non-terminal sagas and
 -- filters on updated_at. See docs/design/batching.md.
