@@ -241,21 +241,30 @@ fn delivery(ctx: &ConsumerCtx, msg: ConsumerMessage) -> Option<(u64, Delivery)> 
     ))
 }
 
-/// Why a delivery is refused before any handler sees it.
-fn precheck(d: &Delivery) -> Option<Outcome> {
+/// Why a delivery is refused before any handler sees it. A message id
+/// in another accepted UUID form (upper case, no hyphens, braces, urn:)
+/// is rewritten to the canonical form the id columns hold (ASCII, compared
+/// byte by byte), so a redelivery is still recognised as a duplicate.
+fn precheck(d: &mut Delivery) -> Option<Outcome> {
     if d.body.len() > MAX_BODY {
         return Some(Outcome::DeadLetter(format!(
             "body of {} bytes exceeds {MAX_BODY}",
             d.body.len()
         )));
     }
-    if uuid::Uuid::parse_str(&d.message_id).is_err() {
-        return Some(Outcome::DeadLetter(format!(
+    match uuid::Uuid::parse_str(&d.message_id) {
+        Err(_) => Some(Outcome::DeadLetter(format!(
             "message_id {:?} is not a UUID",
             d.message_id
-        )));
+        ))),
+        Ok(u) => {
+            let canonical = u.hyphenated().to_string();
+            if d.message_id != canonical {
+                d.message_id = canonical;
+            }
+            None
+        }
     }
-    None
 }
 
 /// Acks what a batch finished, together with every earlier finished tag.
@@ -283,10 +292,10 @@ async fn handle_batch(
     let mut finished = Vec::with_capacity(msgs.len());
     let mut ready = Vec::with_capacity(msgs.len());
     for msg in msgs {
-        let Some((tag, d)) = delivery(ctx, msg) else {
+        let Some((tag, mut d)) = delivery(ctx, msg) else {
             continue;
         };
-        match precheck(&d) {
+        match precheck(&mut d) {
             Some(outcome) => {
                 finished.push((tag, settle_in_span(ctx, channel, tag, &d, outcome).await))
             }
@@ -463,7 +472,42 @@ pub fn dead_letter(d: &Delivery, reason: &str) -> Outgoing {
 
 #[cfg(test)]
 mod tests {
-    use super::Acks;
+    use super::{precheck, Acks, Delivery, Outcome};
+
+    fn delivery(message_id: &str) -> Delivery {
+        Delivery {
+            queue: "q".into(),
+            exchange: "x".into(),
+            routing_key: "inventory.reserve".into(),
+            message_id: message_id.into(),
+            trace_id: "t".into(),
+            saga_id: None,
+            retry_count: 0,
+            body: b"{}".to_vec(),
+        }
+    }
+
+    #[test]
+    fn message_ids_are_checked_and_stored_in_one_form() {
+        let canonical = "0190a0c4-7c1e-7000-8000-00000000000a";
+        for form in [
+            canonical.to_string(),
+            canonical.to_uppercase(),
+            canonical.replace('-', ""),
+            format!("urn:uuid:{canonical}"),
+        ] {
+            let mut d = delivery(&form);
+            assert_eq!(precheck(&mut d), None, "{form}");
+            assert_eq!(d.message_id, canonical, "{form}");
+        }
+        for bad in ["", "42", "0190a0c4-7c1e-7000-8000-00000000000ä"] {
+            let mut d = delivery(bad);
+            assert!(
+                matches!(precheck(&mut d), Some(Outcome::DeadLetter(r)) if r.contains("not a UUID")),
+                "{bad:?}"
+            );
+        }
+    }
 
     #[test]
     fn acks_wait_for_every_lower_tag_and_name_the_highest_acked_one() {

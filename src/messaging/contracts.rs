@@ -66,10 +66,16 @@ pub enum ContractError {
     Invalid(String),
 }
 
-fn uuid_field(name: &str, v: &str) -> Result<(), ContractError> {
-    uuid::Uuid::parse_str(v)
-        .map(|_| ())
-        .map_err(|_| ContractError::Invalid(format!("{name} {v:?} is not a UUID")))
+/// `v` as a canonical UUID (lowercase, hyphenated): the form every id
+/// column holds (ASCII, compared byte by byte), whatever form a sender used.
+fn uuid_field(name: &str, v: &mut String) -> Result<(), ContractError> {
+    let u = uuid::Uuid::parse_str(v)
+        .map_err(|_| ContractError::Invalid(format!("{name} {v:?} is not a UUID")))?;
+    let canonical = u.hyphenated().to_string();
+    if *v != canonical {
+        *v = canonical;
+    }
+    Ok(())
 }
 
 impl Message {
@@ -90,6 +96,15 @@ impl Message {
             Message::ProcessPayment(c) => &c.saga_id,
             Message::Reserved(r) | Message::Released(r) => &r.saga_id,
             Message::PaymentProcessed(r) => &r.saga_id,
+        }
+    }
+
+    fn ids_mut(&mut self) -> (&mut String, &mut String) {
+        match self {
+            Message::Reserve(c) | Message::Release(c) => (&mut c.saga_id, &mut c.order_id),
+            Message::ProcessPayment(c) => (&mut c.saga_id, &mut c.order_id),
+            Message::Reserved(r) | Message::Released(r) => (&mut r.saga_id, &mut r.order_id),
+            Message::PaymentProcessed(r) => (&mut r.saga_id, &mut r.order_id),
         }
     }
 
@@ -118,7 +133,7 @@ impl Message {
         fn de<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ContractError> {
             serde_json::from_slice(body).map_err(|e| ContractError::Malformed(e.to_string()))
         }
-        let msg = match routing_key {
+        let mut msg = match routing_key {
             RK_RESERVE => Message::Reserve(de(body)?),
             RK_RELEASE => Message::Release(de(body)?),
             RK_PAY => Message::ProcessPayment(de(body)?),
@@ -127,8 +142,9 @@ impl Message {
             RK_PAID => Message::PaymentProcessed(de(body)?),
             other => return Err(ContractError::UnknownRoutingKey(other.to_string())),
         };
-        uuid_field("saga_id", msg.saga_id())?;
-        uuid_field("order_id", msg.order_id())?;
+        let (saga_id, order_id) = msg.ids_mut();
+        uuid_field("saga_id", saga_id)?;
+        uuid_field("order_id", order_id)?;
         match &msg {
             Message::Reserve(c) | Message::Release(c) if c.quantity < 1 || c.product_id < 1 => {
                 return Err(ContractError::Invalid(
@@ -186,6 +202,20 @@ mod tests {
     }
 
     #[test]
+    fn ids_are_stored_in_one_form() {
+        // The id columns compare bytes, so an id in another accepted form
+        // (upper case, no hyphens, braces) must still find its saga.
+        let body = format!(
+            r#"{{"saga_id":"{}","order_id":"{{{}}}","product_id":1,"quantity":1,"success":true}}"#,
+            SAGA.to_uppercase().replace('-', ""),
+            ORDER
+        );
+        let msg = Message::parse("inventory.reserved", body.as_bytes()).unwrap();
+        assert_eq!(msg.saga_id(), SAGA);
+        assert_eq!(msg.order_id(), ORDER);
+    }
+
+    #[test]
     fn rejects_poison() {
         assert!(matches!(
             Message::parse("inventory.reserve", b"{not json"),
@@ -203,6 +233,12 @@ mod tests {
             format!(r#"{{"saga_id":"x","order_id":"{ORDER}","product_id":1,"quantity":1}}"#);
         assert!(matches!(
             Message::parse("inventory.reserve", bad_id.as_bytes()),
+            Err(ContractError::Invalid(_))
+        ));
+        // Not a UUID, though ASCII-lookalike digits in another script.
+        let foreign = r#"{"saga_id":"٠١٩٠a0c4-7c1e-7000-8000-000000000001","order_id":"x","product_id":1,"quantity":1}"#;
+        assert!(matches!(
+            Message::parse("inventory.reserve", foreign.as_bytes()),
             Err(ContractError::Invalid(_))
         ));
         let zero =

@@ -338,25 +338,37 @@ const DELETE_GATHER: Duration = Duration::from_millis(100);
 /// turns the plan into one primary-key lookup per id (`eq_ref`) on MySQL 8
 /// and MariaDB alike, and locks only the rows it deletes. One statement
 /// is atomic on its own, so no explicit transaction is needed.
-async fn delete_ids(
+pub async fn delete_ids(
     conn: &mut diesel_async::AsyncMysqlConnection,
     ids: &[&str],
 ) -> QueryResult<()> {
     if ids.is_empty() {
         return Ok(());
     }
-    let mut sql = String::from("DELETE outbox FROM (SELECT ? AS id");
-    for _ in 1..ids.len() {
-        sql.push_str(" UNION ALL SELECT ?");
-    }
-    sql.push_str(") AS ids STRAIGHT_JOIN outbox ON outbox.message_id = ids.id");
-    let mut q = diesel::sql_query(sql).into_boxed();
+    let mut q = diesel::sql_query(delete_sql(ids.len())).into_boxed();
     for id in ids {
         q = q.bind::<diesel::sql_types::Text, _>(*id);
     }
     let mut script = Script::new();
     script.push(&q)?;
     script.run(conn).await
+}
+
+/// The text of `delete_ids` for `n` (at least one) ids, one `?` each.
+pub fn delete_sql(n: usize) -> String {
+    let mut sql = String::from("DELETE outbox FROM (SELECT ? AS id");
+    for _ in 1..n {
+        sql.push_str(" UNION ALL SELECT ?");
+    }
+    // The ids arrive as utf8mb4 text and message_id is ascii_bin: said
+    // explicitly, the comparison stays in the column's collation, so MySQL 8
+    // (which would otherwise convert the column, not the value) still looks
+    // each id up by primary key. MariaDB plans both forms the same.
+    sql.push_str(
+        ") AS ids STRAIGHT_JOIN outbox \
+         ON outbox.message_id = CONVERT(ids.id USING ascii) COLLATE ascii_bin",
+    );
+    sql
 }
 
 async fn sweeper(

@@ -7,6 +7,7 @@ mod api;
 mod bench;
 mod fuzz;
 mod harness;
+mod ids;
 mod observability;
 mod proxy;
 mod reliability;
