@@ -366,6 +366,16 @@ impl Stack {
     }
 }
 
+/// Drops a scratch database a test made outside a `Stack`.
+pub async fn drop_db(name: &str) {
+    use diesel_async::{AsyncConnection, AsyncMysqlConnection, SimpleAsyncConnection};
+    if let Ok(mut root) = AsyncMysqlConnection::establish(MYSQL).await {
+        let _ = root
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+            .await;
+    }
+}
+
 pub async fn drop_all(id: &str, vhost: &str) {
     use diesel_async::{AsyncConnection, AsyncMysqlConnection, SimpleAsyncConnection};
     if let Ok(mut c) = AsyncMysqlConnection::establish(MYSQL).await {

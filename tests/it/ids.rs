@@ -6,7 +6,7 @@ use diesel::{sql_types::Text, QueryableByName};
 use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl, SimpleAsyncConnection};
 use dop::roles::Role;
 
-use crate::harness::MYSQL;
+use crate::harness::{drop_db, MYSQL};
 
 #[derive(QueryableByName, Debug)]
 struct Column {
@@ -39,14 +39,6 @@ async fn fresh(role: Role) -> (String, String) {
             panic!("cannot migrate at {MYSQL} ({e:#}); start MariaDB (scripts/ensure-services.sh)")
         });
     (name, url)
-}
-
-async fn drop_db(name: &str) {
-    if let Ok(mut root) = AsyncMysqlConnection::establish(MYSQL).await {
-        let _ = root
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-            .await;
-    }
 }
 
 #[tokio::test]

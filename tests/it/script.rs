@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl, SimpleAsyncConnection};
 use dop::db::Script;
 
-use crate::harness::MYSQL;
+use crate::harness::{drop_db, MYSQL};
 
 diesel::table! {
     script_t (id) {
@@ -43,14 +43,6 @@ async fn fresh_db() -> (String, AsyncMysqlConnection) {
     .await
     .unwrap();
     (name, c)
-}
-
-async fn drop_db(name: &str) {
-    if let Ok(mut root) = AsyncMysqlConnection::establish(MYSQL).await {
-        let _ = root
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-            .await;
-    }
 }
 
 type Row = (
