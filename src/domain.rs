@@ -12,6 +12,16 @@ pub const MAX_ID: i64 = 9_007_199_254_740_991;
 /// Largest quantity in one order or stock level (fits MySQL INT).
 pub const MAX_QTY: i64 = 1_000_000_000;
 
+/// `v` as the one form every id column holds (a UUID, lower case,
+/// hyphenated: ASCII, compared byte by byte), whichever form `uuid` accepts
+/// it in (upper case, no hyphens, braces, `urn:uuid:`); `None` when it is
+/// not a UUID.
+pub fn canonical_uuid(v: &str) -> Option<String> {
+    uuid::Uuid::parse_str(v)
+        .ok()
+        .map(|u| u.hyphenated().to_string())
+}
+
 /// An amount of money: positive or zero, at most two decimals, fits
 /// DECIMAL(12,2). Serialized as a JSON number written from its exact
 /// decimal text, never through a float.

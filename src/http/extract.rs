@@ -128,9 +128,8 @@ pub fn require_admin(
 
 /// A path segment that must be a UUID (order and saga ids).
 pub fn uuid_param(what: &str, v: &str) -> Result<String, ApiError> {
-    uuid::Uuid::parse_str(v)
-        .map(|u| u.hyphenated().to_string())
-        .map_err(|_| ApiError::invalid(format!("{what} must be a UUID")))
+    crate::domain::canonical_uuid(v)
+        .ok_or_else(|| ApiError::invalid(format!("{what} must be a UUID")))
 }
 
 /// A path segment that must be a positive id.

@@ -252,16 +252,13 @@ fn precheck(d: &mut Delivery) -> Option<Outcome> {
             d.body.len()
         )));
     }
-    match uuid::Uuid::parse_str(&d.message_id) {
-        Err(_) => Some(Outcome::DeadLetter(format!(
+    match crate::domain::canonical_uuid(&d.message_id) {
+        None => Some(Outcome::DeadLetter(format!(
             "message_id {:?} is not a UUID",
             d.message_id
         ))),
-        Ok(u) => {
-            let canonical = u.hyphenated().to_string();
-            if d.message_id != canonical {
-                d.message_id = canonical;
-            }
+        Some(id) => {
+            d.message_id = id;
             None
         }
     }

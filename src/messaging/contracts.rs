@@ -66,15 +66,11 @@ pub enum ContractError {
     Invalid(String),
 }
 
-/// `v` as a canonical UUID (lowercase, hyphenated): the form every id
-/// column holds (ASCII, compared byte by byte), whatever form a sender used.
+/// Checks that `v` is a UUID and rewrites it to the canonical form
+/// (`domain::canonical_uuid`), whatever form the sender used.
 fn uuid_field(name: &str, v: &mut String) -> Result<(), ContractError> {
-    let u = uuid::Uuid::parse_str(v)
-        .map_err(|_| ContractError::Invalid(format!("{name} {v:?} is not a UUID")))?;
-    let canonical = u.hyphenated().to_string();
-    if *v != canonical {
-        *v = canonical;
-    }
+    *v = crate::domain::canonical_uuid(v)
+        .ok_or_else(|| ContractError::Invalid(format!("{name} {v:?} is not a UUID")))?;
     Ok(())
 }
 
