@@ -11,8 +11,10 @@ WORKDIR /src
 
 # Dependency layer: compile every crate in Cargo.lock against a dummy main, so
 # that a change under src/ rebuilds only dop itself. It is invalidated only
-# when Cargo.toml or Cargo.lock change.
+# when Cargo.toml, Cargo.lock or the vendored amqprs (vendor/amqprs/PATCHED.md)
+# change.
 COPY Cargo.toml Cargo.lock ./
+COPY vendor ./vendor
 RUN mkdir src \
     && echo 'fn main() {}' > src/main.rs \
     && cargo build --release --locked \

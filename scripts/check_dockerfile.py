@@ -5,6 +5,8 @@
   --locked`, and every `cargo build` in the file is that command;
 - a dependency layer (Cargo.toml and Cargo.lock copied, built before src/);
 - migrations/ copied before the real build (they are embedded at compile time);
+- every crate Cargo.toml patches in from a path (vendor/amqprs) copied before
+  the first build, or `--locked` fails to resolve it;
 - runtime on debian:bookworm-slim, non-root USER, EXPOSE 8081 8082 8083,
   HEALTHCHECK on /health at $HEALTHCHECK_PORT, ENTRYPOINT ["dop"],
   CMD ["serve", "--role", "all"].
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -90,6 +93,19 @@ def main() -> int:
         problems.append("builder must COPY migrations (embedded at compile time)")
     elif build_idx and migrations > build_idx[-1]:
         problems.append("migrations must be copied before the real cargo build")
+
+    manifest_toml = tomllib.loads((REPO / "Cargo.toml").read_text())
+    for registry, crates in manifest_toml.get("patch", {}).items():
+        for name, spec in crates.items():
+            vendored = spec.get("path") if isinstance(spec, dict) else None
+            if not vendored:
+                continue
+            top = Path(vendored).parts[0]
+            copied = first("COPY", lambda a, top=top: a.split()[0].strip("./").split("/")[0] == top)
+            if copied is None or (build_idx and copied > build_idx[0]):
+                problems.append(
+                    f"{vendored} ([patch.{registry}] {name}) must be copied before the first cargo build"
+                )
 
     users = [a for _, w, a in runtime if w == "USER"]
     if not users or users[-1].split(":")[0] in ("root", "0"):

@@ -3,6 +3,7 @@
 //! databases and vhost, so they run in parallel.
 
 mod admin;
+mod amqp_writes;
 mod api;
 mod bench;
 mod fuzz;
