@@ -279,7 +279,6 @@ impl BufIoWriter {
 
         Ok(())
     }
-    // write a AMQP frame over a specific channel
     /// Serializes a frame into the write buffer without sending it.
     pub async fn buffer_frame(
         &mut self,
@@ -313,6 +312,7 @@ impl BufIoWriter {
         Ok(len)
     }
 
+    // write a AMQP frame over a specific channel
     pub async fn write_frame(
         &mut self,
         channel: AmqpChannelId,
@@ -323,24 +323,10 @@ impl BufIoWriter {
         #[cfg(feature = "traces")]
         trace!("SENT on channel {}: {}", channel, frame);
 
-        if let Frame::PublishCombo(publish, content_header, content_body) = frame {
-            self.serialize_frame_into_buffer(channel, publish.into_frame())
-                .await?;
-            self.serialize_frame_into_buffer(channel, content_header.into_frame())
-                .await?;
-
-            self.serialize_content_body_into_buffer(channel, content_body, frame_max as usize)
-                .await?;
-        } else {
-            self.serialize_frame_into_buffer(channel, frame).await?;
-        }
-        // flush whole buffer
-        self.stream.write_all(&self.buffer).await?;
-
-        // discard sent data in write buffer
-        let len = self.buffer.len();
-        self.buffer.advance(len);
-        Ok(len)
+        // dop patch: serialization and the write moved to buffer_frame and
+        // flush_buffer, which the writer task also uses to coalesce frames.
+        self.buffer_frame(channel, frame, frame_max).await?;
+        self.flush_buffer().await
     }
 
     // // The socket connection will be shutdown if writer half is shutdown
