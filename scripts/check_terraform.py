@@ -3,7 +3,7 @@
 
   check_terraform.py rules [DIR]       parse every .tf (python-hcl2, the parser
                                        checkov uses) and assert the project's
-                                       rules: what issue 6 and DESIGN.md section 8
+                                       rules: what issue 6 and docs/contract.md section 8
                                        ask for, plus house rules (every variable
                                        documented and defaulted, every log group
                                        with a retention, every checkov skip with

@@ -1,6 +1,6 @@
-//! What a running role holds: its pool, broker handle, outbox relay,
-//! metrics and configuration (`AppState`), and how a role is started and
-//! shut down.
+//! How a role is started and shut down: composes the context
+//! (`context::Ctx`), the role's consumers and routes, and the HTTP server.
+//! Nothing imports this module but the CLI.
 
 use axum::serve::ListenerExt;
 use std::{net::SocketAddr, sync::Arc};
@@ -11,24 +11,12 @@ use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 use crate::{
     config::Config,
-    db::{self, DbPool},
-    http,
+    context::{AppState, Ctx},
+    db, http,
     messaging::{Broker, Outbox},
     observability::Metrics,
     roles::{self, Role},
 };
-
-/// Everything a role's handlers and consumers share.
-pub struct Ctx {
-    pub role: Role,
-    pub config: Arc<Config>,
-    pub pool: DbPool,
-    pub broker: Broker,
-    pub outbox: Outbox,
-    pub metrics: Arc<Metrics>,
-}
-
-pub type AppState = Arc<Ctx>;
 
 /// A role that is serving.
 pub struct RunningRole {

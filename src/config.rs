@@ -11,7 +11,7 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::roles::Role;
+use crate::role::Role;
 
 /// A value that must never reach a log line or `dop config` in clear.
 #[derive(Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -61,6 +61,70 @@ impl SecretUrl {
             Err(_) => "[unparsable url]".to_string(),
         }
     }
+}
+
+/// Where the broker is, parsed from an `amqp://` or `amqps://` URL (user
+/// and password percent-decoded, `%2f` as the `/` vhost). Checked when the
+/// configuration loads; `messaging::broker` turns it into connection
+/// arguments.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AmqpEndpoint {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    pub vhost: String,
+    pub heartbeat: Option<u16>,
+}
+
+impl AmqpEndpoint {
+    pub fn parse(url: &SecretUrl) -> anyhow::Result<Self> {
+        let u = url::Url::parse(url.expose()).context("not a URL")?;
+        let tls = match u.scheme() {
+            "amqp" => false,
+            "amqps" => true,
+            other => bail!("scheme must be amqp:// or amqps://, not {other}://"),
+        };
+        let host = u.host_str().context("no host in the URL")?.to_string();
+        let port = u.port().unwrap_or(if tls { 5671 } else { 5672 });
+        let user = if u.username().is_empty() {
+            "guest".to_string()
+        } else {
+            percent_decode(u.username())
+        };
+        let password = u
+            .password()
+            .map(percent_decode)
+            .unwrap_or_else(|| "guest".to_string());
+        let path = u.path().trim_start_matches('/');
+        let vhost = if path.is_empty() {
+            "/".to_string()
+        } else {
+            percent_decode(path)
+        };
+        let mut heartbeat = None;
+        for (k, v) in u.query_pairs() {
+            if k == "heartbeat" {
+                heartbeat = Some(v.parse().context("heartbeat must be a number of seconds")?);
+            }
+        }
+        Ok(Self {
+            tls,
+            host,
+            port,
+            user,
+            password,
+            vhost,
+            heartbeat,
+        })
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 impl fmt::Debug for SecretUrl {
@@ -325,10 +389,7 @@ impl Config {
                 bail!("invalid configuration: {key}.pool_size must be at least 1");
             }
         }
-        crate::messaging::broker::connection_args_with_ca(
-            &self.rabbitmq.url,
-            self.rabbitmq.ca_file.as_deref(),
-        )
+        AmqpEndpoint::parse(&self.rabbitmq.url)
         .map_err(|e| anyhow::anyhow!("invalid configuration: rabbitmq.url: {e}"))?;
         if self.rabbitmq.prefetch == 0 {
             bail!("invalid configuration: rabbitmq.prefetch must be at least 1");
@@ -554,5 +615,16 @@ mod tests {
             assert!(err.to_string().contains("order.port"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn decodes_amqp_urls() {
+        let e = AmqpEndpoint::parse(&SecretUrl::new("amqp://us%40er:p%2Fw@mq.local:5673/%2f")).unwrap();
+        assert_eq!((e.user.as_str(), e.password.as_str()), ("us@er", "p/w"));
+        assert_eq!((e.host.as_str(), e.port, e.vhost.as_str()), ("mq.local", 5673, "/"));
+        let e = AmqpEndpoint::parse(&SecretUrl::new("amqps://h/v?heartbeat=7")).unwrap();
+        assert_eq!((e.tls, e.port, e.heartbeat), (true, 5671, Some(7)));
+        assert_eq!(percent_decode("a%2Fb%"), "a/b%");
+        assert!(AmqpEndpoint::parse(&SecretUrl::new("amqp://h/?heartbeat=x")).is_err());
     }
 }

@@ -3,6 +3,47 @@
 
 use diesel::result::{DatabaseErrorKind, Error};
 
+/// What a database error means for whoever tries again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// A unique key refused the row: it is there already (a concurrent
+    /// writer got there first).
+    Duplicate,
+    /// Deadlock or lock wait timeout: the work collided and nothing of it
+    /// was kept.
+    Contention,
+    /// The server or the connection went away. The outcome of a commit in
+    /// flight is unknown: read before writing again.
+    Connection,
+    /// Anything else: trying the same statement again gives the same error.
+    Permanent,
+}
+
+impl ErrorClass {
+    /// The `cause` label of `batch_failures_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Duplicate => "duplicate",
+            ErrorClass::Contention => "contention",
+            ErrorClass::Connection => "connection",
+            ErrorClass::Permanent => "permanent",
+        }
+    }
+}
+
+/// Classifies `e`.
+pub fn classify(e: &Error) -> ErrorClass {
+    if is_duplicate(e) {
+        ErrorClass::Duplicate
+    } else if is_contention(e) {
+        ErrorClass::Contention
+    } else if is_retryable(e) {
+        ErrorClass::Connection
+    } else {
+        ErrorClass::Permanent
+    }
+}
+
 /// A unique-key violation: the row is already there.
 pub fn is_duplicate(e: &Error) -> bool {
     matches!(

@@ -7,7 +7,7 @@ use diesel::{sql_types::BigInt, sql_types::Nullable, Connection, QueryableByName
 use diesel_async::{async_connection_wrapper::AsyncConnectionWrapper, AsyncMysqlConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-use crate::roles::Role;
+use crate::role::Role;
 
 pub const ORDER: EmbeddedMigrations = embed_migrations!("migrations/order");
 pub const INVENTORY: EmbeddedMigrations = embed_migrations!("migrations/inventory");

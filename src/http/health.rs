@@ -14,7 +14,7 @@ use diesel_async::{AsyncConnection, SimpleAsyncConnection};
 use serde_json::json;
 
 use super::{middleware, ApiError, BODY_LIMIT};
-use crate::app::AppState;
+use crate::context::AppState;
 
 /// Adds /health, /ready, /metrics, the fallback, and the shared layers.
 pub fn with_common(app: Router, state: AppState) -> Router {

@@ -8,7 +8,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use crate::{app::AppState, roles::Role};
+use crate::{context::AppState, role::Role};
 
 const ORDER: &str = include_str!("../../docs/openapi/order.json");
 const INVENTORY: &str = include_str!("../../docs/openapi/inventory.json");

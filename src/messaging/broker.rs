@@ -17,7 +17,7 @@ use amqprs::{
     connection::{Connection, OpenConnectionArguments},
     Close,
 };
-use anyhow::{bail, Context};
+use anyhow::Context;
 use async_trait::async_trait;
 use tokio::{
     sync::{watch, Notify},
@@ -30,7 +30,7 @@ use super::{
     topology,
 };
 use crate::{
-    config::{Config, SecretUrl},
+    config::{AmqpEndpoint, Config, SecretUrl},
     observability::{metrics::QueueLabels, Metrics},
 };
 
@@ -46,50 +46,18 @@ pub fn connection_args_with_ca(
     url: &SecretUrl,
     ca_file: Option<&std::path::Path>,
 ) -> anyhow::Result<OpenConnectionArguments> {
-    let u = url::Url::parse(url.expose()).context("not a URL")?;
-    let tls = match u.scheme() {
-        "amqp" => false,
-        "amqps" => true,
-        other => bail!("scheme must be amqp:// or amqps://, not {other}://"),
-    };
-    let host = u.host_str().context("no host in the URL")?.to_string();
-    let port = u.port().unwrap_or(if tls { 5671 } else { 5672 });
-    let decode = percent_decode;
-    let user = if u.username().is_empty() {
-        "guest".to_string()
-    } else {
-        decode(u.username())
-    };
-    let pass = u
-        .password()
-        .map(decode)
-        .unwrap_or_else(|| "guest".to_string());
-    let path = u.path().trim_start_matches('/');
-    let vhost = if path.is_empty() {
-        "/".to_string()
-    } else {
-        decode(path)
-    };
-    let mut args = OpenConnectionArguments::new(&host, port, &user, &pass);
-    args.virtual_host(&vhost);
-    for (k, v) in u.query_pairs() {
-        if k == "heartbeat" {
-            let hb: u16 = v.parse().context("heartbeat must be a number of seconds")?;
-            args.heartbeat(hb);
-        }
+    let e = AmqpEndpoint::parse(url)?;
+    let mut args = OpenConnectionArguments::new(&e.host, e.port, &e.user, &e.password);
+    args.virtual_host(&e.vhost);
+    if let Some(hb) = e.heartbeat {
+        args.heartbeat(hb);
     }
-    if tls {
-        let adaptor = amqprs::tls::TlsAdaptor::without_client_auth(ca_file, host.clone())
+    if e.tls {
+        let adaptor = amqprs::tls::TlsAdaptor::without_client_auth(ca_file, e.host.clone())
             .map_err(|e| anyhow::anyhow!("TLS setup failed: {e}"))?;
         args.tls_adaptor(adaptor);
     }
     Ok(args.finish())
-}
-
-fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
 }
 
 struct ConnCallback {
@@ -419,6 +387,5 @@ mod tests {
         assert_eq!(a.get_virtual_host(), "tests");
         assert!(connection_args(&SecretUrl::new("http://x")).is_err());
         assert!(connection_args(&SecretUrl::new("not a url")).is_err());
-        assert_eq!(percent_decode("a%2Fb%"), "a/b%");
     }
 }

@@ -1,4 +1,4 @@
-//! Message bodies on the wire (DESIGN section 3). Field names are the
+//! Message bodies on the wire (docs/contract.md section 3). Field names are the
 //! original system's, so its tools read ours.
 
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! Exchanges, queues and bindings of DESIGN section 3. Every role declares
+//! Exchanges, queues and bindings of docs/contract.md section 3. Every role declares
 //! the whole topology (idempotently) so a publish always finds its route.
 
 use amqprs::{

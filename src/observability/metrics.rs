@@ -58,6 +58,16 @@ pub struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BatchFailureLabels {
+    pub service: String,
+    /// What ran the batch: `inventory`, `payment`, `saga`, `orders`.
+    pub batch: String,
+    /// `contention`, `duplicate`, `connection`, `permanent`, `panic`,
+    /// `outcome_count`.
+    pub cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolLabels {
     pub service: String,
     pub state: String,
@@ -95,6 +105,7 @@ pub struct Metrics {
     pub reserve_rejections: Family<ReasonLabels, Counter>,
     pub db_pool_connections: Family<PoolLabels, Gauge>,
     pub db_pool_max: Family<ServiceLabels, Gauge>,
+    pub batch_failures: Family<BatchFailureLabels, Counter>,
 }
 
 impl Metrics {
@@ -175,6 +186,12 @@ impl Metrics {
             "Database pool size limit",
             db_pool_max.clone(),
         );
+        let batch_failures = Family::<BatchFailureLabels, Counter>::default();
+        registry.register(
+            "batch_failures",
+            "Batches (of deliveries or of orders) whose transaction failed, by cause",
+            batch_failures.clone(),
+        );
         // Terminal counts exist from the start, so a dashboard shows 0, not
         // "no data".
         for status in ["COMPLETED", "COMPENSATED", "FAILED"] {
@@ -200,7 +217,19 @@ impl Metrics {
             reserve_rejections,
             db_pool_connections,
             db_pool_max,
+            batch_failures,
         }
+    }
+
+    /// Counts a failed batch in `batch_failures_total`.
+    pub fn batch_failed(&self, batch: &str, cause: &str) {
+        self.batch_failures
+            .get_or_create(&BatchFailureLabels {
+                service: self.service.clone(),
+                batch: batch.to_string(),
+                cause: cause.to_string(),
+            })
+            .inc();
     }
 
     /// The Prometheus text exposition (format 0.0.4) of this role.

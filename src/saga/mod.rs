@@ -1,4 +1,4 @@
-//! The saga of DESIGN section 2: statuses, steps, and the pure transition
+//! The saga of docs/contract.md section 2: statuses, steps, and the pure transition
 //! function (no I/O). Persistence lives with the order role.
 
 use std::fmt;
@@ -67,7 +67,7 @@ pub struct Transition {
     pub command: Option<Command>,
 }
 
-/// The table of DESIGN section 2. `None`: the event is a duplicate or stale
+/// The table of docs/contract.md section 2. `None`: the event is a duplicate or stale
 /// for this state, and the saga does not move.
 pub fn transition(status: SagaStatus, step: SagaStep, event: Event) -> Option<Transition> {
     use SagaStatus as S;

@@ -1,4 +1,4 @@
-//! The HTTP API of the three roles (DESIGN section 4): the original quick
+//! The HTTP API of the three roles (docs/contract.md section 4): the original quick
 //! start, every kind of bad input, idempotency keys, trace ids, readiness.
 
 use std::time::Duration;

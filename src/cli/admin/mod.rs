@@ -16,7 +16,7 @@ pub enum AdminCmd {
     Sagas(sagas::Opts),
     /// Dead-letter queues: list their depth and reasons, or redrive one.
     Dlq(dlq::Opts),
-    /// Check every invariant of DESIGN section 9 across the three databases.
+    /// Check every invariant of docs/contract.md section 9 across the three databases.
     Audit(audit::Opts),
 }
 

@@ -4,7 +4,7 @@
 //! run the five transactions of one saga (create order + saga; reserve
 //! with its log; payment with its processed event; two saga updates with
 //! their processed events; see `db_tx`) back to back, `concurrency` sagas
-//! in flight. The outbox rows are left out, as in the limits of NOTES.md.
+//! in flight. The outbox rows are left out.
 
 use std::{
     sync::{

@@ -12,7 +12,7 @@ use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
 
 use super::schema::{inventories, inventory_logs};
 use crate::{
-    app::AppState,
+    context::AppState,
     db,
     messaging::{
         consumer::{Delivery, Handler, Outcome},

@@ -9,7 +9,7 @@ pub mod stock;
 
 use std::sync::Arc;
 
-use crate::{app::AppState, messaging::topology};
+use crate::{context::AppState, messaging::topology};
 
 pub use routes::router;
 

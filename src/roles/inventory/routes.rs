@@ -9,7 +9,7 @@ use axum::{
 
 use super::stock::{self, CreateInventory, Inventory, SetInventory};
 use crate::{
-    app::AppState,
+    context::AppState,
     http::{id_param, ApiError, ApiJson},
 };
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::schema::inventories;
 use crate::{
-    app::Ctx,
+    context::Ctx,
     db,
     domain::{MAX_ID, MAX_QTY},
     http::ApiError,

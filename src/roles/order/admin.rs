@@ -11,7 +11,7 @@ use super::{
     schema::{orders, saga_events, saga_states},
 };
 use crate::{
-    app::Ctx,
+    context::Ctx,
     http::ApiError,
     messaging::OutboxMessage,
     observability::new_trace_id,

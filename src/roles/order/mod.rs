@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
-use crate::{app::AppState, messaging::topology};
+use crate::{context::AppState, messaging::topology};
 
 pub use routes::router;
 

@@ -12,7 +12,7 @@ use super::{
     schema::{orders, processed_events, saga_events, saga_states},
 };
 use crate::{
-    app::AppState,
+    context::AppState,
     db::{
         self,
         cached::{pad, Cached},

@@ -10,7 +10,7 @@ use super::{
     schema::{orders, saga_events, saga_states},
 };
 use crate::{
-    app::Ctx,
+    context::Ctx,
     db,
     domain::{Money, MAX_ID, MAX_QTY},
     http::ApiError,

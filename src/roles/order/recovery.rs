@@ -14,7 +14,7 @@ use super::{
     schema::saga_states,
 };
 use crate::{
-    app::{AppState, Ctx},
+    context::{AppState, Ctx},
     messaging::OutboxMessage,
     observability::new_trace_id,
     saga::{pending_command, SagaStatus, SagaStep},

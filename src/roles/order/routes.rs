@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::{admin, model::OrderView, orders, writer::OrderWriter};
 use crate::{
-    app::AppState,
+    context::AppState,
     http::{middleware::TraceId, require_admin, uuid_param, ApiError, ApiJson, IdempotencyKey},
     saga::SagaStatus,
 };

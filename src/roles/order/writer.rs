@@ -14,7 +14,7 @@ use super::{
     orders::{self, NewOrder, Placed, Rows},
     schema::{orders as orders_t, saga_events, saga_states},
 };
-use crate::{app::AppState, db::Script, http::ApiError, messaging::outbox};
+use crate::{context::AppState, db::Script, http::ApiError, messaging::outbox};
 
 /// Most orders in one transaction.
 const MAX_BATCH: usize = 64;

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::schema::{payments, processed_events};
 use crate::{
-    app::{AppState, Ctx},
+    context::{AppState, Ctx},
     db,
     domain::Money,
     http::ApiError,

@@ -8,7 +8,7 @@ pub mod schema;
 
 use std::sync::Arc;
 
-use crate::{app::AppState, messaging::topology};
+use crate::{context::AppState, messaging::topology};
 
 pub use routes::router;
 

@@ -8,7 +8,7 @@ use axum::{
 
 use super::charge::{self, PaymentView};
 use crate::{
-    app::AppState,
+    context::AppState,
     http::{uuid_param, ApiError},
 };
 

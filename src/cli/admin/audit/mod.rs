@@ -1,4 +1,4 @@
-//! `dop admin audit`: the cross-database check of every invariant of DESIGN
+//! `dop admin audit`: the cross-database check of every invariant of docs/contract.md
 //! section 9, reading the three databases read-only. Exit status 0 when
 //! clean, 1 on any violation.
 

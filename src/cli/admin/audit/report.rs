@@ -11,7 +11,7 @@ use serde::Serialize;
 /// One broken invariant, with the ids involved.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Violation {
-    /// The invariant's number in DESIGN section 9 (1 to 4).
+    /// The invariant's number in docs/contract.md section 9 (1 to 4).
     pub invariant: u8,
     /// A stable name for the kind of breach, for scripts.
     pub kind: &'static str,

@@ -1,4 +1,4 @@
-//! The invariants of DESIGN section 9 over a `Snapshot`: pure, no I/O, so
+//! The invariants of docs/contract.md section 9 over a `Snapshot`: pure, no I/O, so
 //! each breach has a unit test.
 //!
 //! Sagas in flight are judged only once they are older than the grace:
@@ -31,7 +31,7 @@ use SagaStep as P;
 /// The (saga status, step, order status) combinations invariant 1 accepts.
 /// They are the states the transition table of `saga::transition` (plus the
 /// operator's retry of a failed compensation) can reach, which a unit test
-/// checks, plus COMPENSATING with a PENDING order, which DESIGN section 9
+/// checks, plus COMPENSATING with a PENDING order, which docs/contract.md section 9
 /// allows ("in flight and PENDING") though this implementation marks the
 /// order FAILED as soon as the payment fails.
 pub const ACCEPTED: [(SagaStatus, SagaStep, OrderStatus); 8] = [

@@ -105,7 +105,7 @@ fn kinds(r: &Report) -> Vec<(u8, &'static str)> {
 }
 
 /// Every state the transition table (and the operator's retry) can reach
-/// is accepted, and every accepted state but the one DESIGN adds is reached.
+/// is accepted, and every accepted state but the one the contract adds is reached.
 #[test]
 fn accepted_states_are_the_reachable_ones() {
     let events = [true, false].into_iter().flat_map(|success| {
