@@ -9,6 +9,7 @@ mod bench;
 mod fuzz;
 mod harness;
 mod ids;
+mod integrity;
 mod observability;
 mod proxy;
 mod reliability;
