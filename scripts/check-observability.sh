@@ -62,7 +62,7 @@ ALLOWED = {
     "http_requests_total", "http_request_duration_seconds", "saga_total", "saga_duration_seconds",
     "messages_published_total", "messages_consumed_total", "outbox_backlog",
     "outbox_relay_latency_seconds", "dlq_depth", "inventory_reserve_rejections_total",
-    "db_pool_connections", "db_pool_max",
+    "db_pool_connections", "db_pool_max", "batch_failures_total",
 }
 KEYWORDS = {"by", "without", "or", "and", "unless", "on", "ignoring", "group_left", "group_right", "bool", "offset"}
 d = json.load(open(sys.argv[1]))

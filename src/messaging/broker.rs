@@ -26,7 +26,7 @@ use tokio::{
 
 use super::{
     consumer::{self, ConsumerCtx, Handler},
-    publisher::{ConfirmChannel, Outgoing, PublishError},
+    publisher::ConfirmChannel,
     topology,
 };
 use crate::{
@@ -60,6 +60,10 @@ pub fn connection_args_with_ca(
     Ok(args.finish())
 }
 
+/// Tells the session loop that the connection closed. Here and in the
+/// channel callbacks the signal is `notify_one`, which is kept until the loop
+/// next waits; `notify_waiters` is lost when it fires while the loop is busy
+/// (sampling queue depths, or still opening the session).
 struct ConnCallback {
     closed: Arc<Notify>,
 }
@@ -68,7 +72,7 @@ struct ConnCallback {
 impl ConnectionCallback for ConnCallback {
     async fn close(&mut self, _: &Connection, close: Close) -> Result<(), amqprs::error::Error> {
         tracing::warn!(reason = %close, "broker closed the connection");
-        self.closed.notify_waiters();
+        self.closed.notify_one();
         Ok(())
     }
     async fn blocked(&mut self, _: &Connection, reason: String) {
@@ -155,11 +159,6 @@ impl Broker {
 
     pub fn publisher(&self) -> Option<Arc<ConfirmChannel>> {
         self.inner.publisher.read().ok().and_then(|p| p.clone())
-    }
-
-    pub async fn publish_confirmed(&self, msg: &Outgoing) -> Result<(), PublishError> {
-        let p = self.publisher().ok_or(PublishError::NotConnected)?;
-        p.publish_confirmed(msg).await
     }
 
     /// Stops taking deliveries and waits (bounded) for those in hand.
@@ -350,11 +349,11 @@ impl amqprs::callbacks::ChannelCallback for ConsumerChannelCallback {
         close: amqprs::CloseChannel,
     ) -> Result<(), amqprs::error::Error> {
         tracing::warn!(reason = %close, "broker closed a consumer channel");
-        self.closed.notify_waiters();
+        self.closed.notify_one();
         Ok(())
     }
     async fn cancel(&mut self, _: &Channel, _: amqprs::Cancel) -> Result<(), amqprs::error::Error> {
-        self.closed.notify_waiters();
+        self.closed.notify_one();
         Ok(())
     }
     async fn flow(&mut self, _: &Channel, active: bool) -> Result<bool, amqprs::error::Error> {

@@ -1,7 +1,8 @@
 //! A queue consumer: manual acks after the handler's commit, up to
 //! `prefetch` deliveries processed at once, and the failure policy: transient
 //! failures go through `Q.retry` with `x-retry-count`, poison goes to `Q.dlq`
-//! with its reason.
+//! with its reason; a handler that panics or miscounts its outcomes is
+//! logged, counted and retried, never left holding the queue's acks.
 
 use std::{sync::Arc, time::Duration};
 
@@ -21,7 +22,10 @@ use super::{
 };
 use crate::observability::{new_trace_id, Metrics};
 
-/// Largest body a consumer accepts; larger ones are dead-lettered.
+/// Largest body a consumer accepts; larger ones are dead-lettered. amqprs
+/// hands a delivery over with its body already assembled from the frames
+/// (it has no streaming API), so the check necessarily comes after the body
+/// is in memory; what bounds that is the broker's `max_message_size`.
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// A delivery with the properties dop cares about restored.
@@ -88,15 +92,40 @@ fn header_str(h: Option<&FieldTable>, key: &str) -> Option<String> {
     }
 }
 
+/// A count header as a u32: negative reads as 0, anything above `u32::MAX`
+/// (a 64-bit or decimal value) as `u32::MAX`, never wrapped.
 fn header_u32(h: Option<&FieldTable>, key: &str) -> u32 {
     let Ok(name) = key.try_into() else { return 0 };
-    match h.and_then(|t| t.get(&name)) {
-        Some(FieldValue::I(v)) => (*v).max(0) as u32,
-        Some(FieldValue::l(v)) => (*v).clamp(0, u32::MAX as i64) as u32,
-        Some(FieldValue::i(v)) => *v,
-        Some(FieldValue::S(s)) => s.as_ref().parse().unwrap_or(0),
+    let wide: i128 = match h.and_then(|t| t.get(&name)) {
+        Some(FieldValue::b(v)) => (*v).into(),
+        Some(FieldValue::B(v)) => (*v).into(),
+        Some(FieldValue::s(v)) => (*v).into(),
+        Some(FieldValue::u(v)) => (*v).into(),
+        Some(FieldValue::I(v)) => (*v).into(),
+        Some(FieldValue::i(v)) => (*v).into(),
+        Some(FieldValue::l(v)) => (*v).into(),
+        Some(FieldValue::S(s)) => match s.as_ref().trim().parse::<i128>() {
+            Ok(v) => v,
+            // Digits too many even for i128: a very large count.
+            Err(_) if s.as_ref().trim().bytes().all(|b| b.is_ascii_digit()) => i128::MAX,
+            Err(_) => 0,
+        },
         _ => 0,
-    }
+    };
+    u32::try_from(wide.max(0)).unwrap_or(u32::MAX)
+}
+
+/// The attempt a delivery is on (1 for a first delivery); saturates, so a
+/// forged `x-retry-count` of `u32::MAX` stays exhausted instead of wrapping
+/// to a first attempt.
+fn attempt(d: &Delivery) -> u32 {
+    d.retry_count.saturating_add(1)
+}
+
+/// `x-retry-count` as written: a signed 32-bit value (what the header has
+/// always been on the wire), capped at `i32::MAX` so it is never negative.
+fn retry_count_header(count: u32) -> FieldValue {
+    FieldValue::I(i32::try_from(count).unwrap_or(i32::MAX))
 }
 
 /// Everything a consumer loop needs.
@@ -176,6 +205,9 @@ pub async fn run(
     let permits = Arc::new(Semaphore::new(in_flight));
     let acks = Arc::new(tokio::sync::Mutex::new(Acks::new()));
     let max_batch = ctx.handler.max_batch().min(ctx.concurrency).max(1);
+    for cause in ["panic", "outcome_count"] {
+        ctx.metrics.batch_may_fail(ctx.queue, cause);
+    }
     loop {
         let msg = tokio::select! {
             m = rx.recv() => m,
@@ -302,13 +334,124 @@ async fn handle_batch(
     if ready.is_empty() {
         return finished;
     }
-    let deliveries: Vec<Delivery> = ready.iter().map(|(_, d)| d.clone()).collect();
-    let span = tracing::info_span!("deliveries", service = %ctx.metrics.service, queue = ctx.queue, count = deliveries.len());
-    let outcomes = ctx.handler.handle_batch(&deliveries).instrument(span).await;
-    for ((tag, d), outcome) in ready.iter().zip(outcomes) {
-        finished.push((*tag, settle_in_span(ctx, channel, *tag, d, outcome).await));
+    let (tags, deliveries): (Vec<u64>, Vec<Delivery>) = ready.into_iter().unzip();
+    let deliveries: Arc<[Delivery]> = deliveries.into();
+    let outcomes = outcomes(&ctx.handler, &ctx.metrics, ctx.queue, &deliveries).await;
+    // `outcomes` gives exactly one per delivery, so every tag is settled.
+    for ((tag, d), outcome) in tags.into_iter().zip(deliveries.iter()).zip(outcomes) {
+        finished.push((tag, settle_in_span(ctx, channel, tag, d, outcome).await));
     }
     finished
+}
+
+/// One outcome per delivery, in order, whatever the handler does. The
+/// handler runs in its own task so that a panic is caught there instead of
+/// taking the batch's tags with it (they would never reach `Acks` and the
+/// queue would stall until the broker's consumer timeout). A batch that
+/// panics is split in halves and the halves are run again, down to the one
+/// delivery that panics, which is retried through the retry queue (and
+/// dead-lettered once its attempts are spent); its batch mates are handled
+/// normally, rather than travelling through the retry queue with it and
+/// being dead-lettered alongside it. A handler that returns a wrong number of
+/// outcomes has a bug that is not tied to one delivery: every delivery of
+/// that batch is retried, none is acked on a guess. Both are logged at error
+/// level and counted in `batch_failures_total{batch=<queue>}`.
+async fn outcomes(
+    handler: &Arc<dyn Handler>,
+    metrics: &Metrics,
+    queue: &str,
+    ds: &Arc<[Delivery]>,
+) -> Vec<Outcome> {
+    let mut out: Vec<Option<Outcome>> = ds.iter().map(|_| None).collect();
+    // Ranges still to run, the next one on top.
+    let mut todo = Vec::with_capacity(1);
+    todo.push(0..ds.len());
+    while let Some(range) = todo.pop() {
+        let n = range.len();
+        match run_handler(handler, metrics, queue, ds, range.clone()).await {
+            Ok(outs) if outs.len() == n => {
+                for (slot, o) in out[range].iter_mut().zip(outs) {
+                    *slot = Some(o);
+                }
+            }
+            Ok(outs) => {
+                tracing::error!(
+                    service = %metrics.service,
+                    queue,
+                    deliveries = n,
+                    outcomes = outs.len(),
+                    "handler returned a wrong number of outcomes; retrying every delivery of the batch"
+                );
+                metrics.batch_failed(queue, "outcome_count");
+                let reason = format!(
+                    "handler returned {} outcomes for {n} deliveries",
+                    outs.len()
+                );
+                for slot in &mut out[range] {
+                    *slot = Some(Outcome::Retry(reason.clone()));
+                }
+            }
+            Err(panic) if n > 1 => {
+                tracing::error!(
+                    service = %metrics.service,
+                    queue,
+                    deliveries = n,
+                    panic = %panic,
+                    "handler panicked; running the batch again in halves to find the delivery"
+                );
+                metrics.batch_failed(queue, "panic");
+                let mid = range.start + n / 2;
+                todo.push(mid..range.end);
+                todo.push(range.start..mid);
+            }
+            Err(panic) => {
+                let d = &ds[range.start];
+                tracing::error!(
+                    service = %metrics.service,
+                    queue,
+                    message_id = %d.message_id,
+                    saga_id = d.saga_id.as_deref().unwrap_or(""),
+                    trace_id = %d.trace_id,
+                    panic = %panic,
+                    "handler panicked on a delivery; retrying it later"
+                );
+                metrics.batch_failed(queue, "panic");
+                out[range.start] = Some(Outcome::Retry(format!("handler panicked: {panic}")));
+            }
+        }
+    }
+    // Every range above filled its slots; the fallback only keeps this total.
+    out.into_iter()
+        .map(|o| o.unwrap_or_else(|| Outcome::Retry("no outcome was recorded".into())))
+        .collect()
+}
+
+/// The handler's outcomes for `ds[range]`, or the message of its panic.
+async fn run_handler(
+    handler: &Arc<dyn Handler>,
+    metrics: &Metrics,
+    queue: &str,
+    ds: &Arc<[Delivery]>,
+    range: std::ops::Range<usize>,
+) -> Result<Vec<Outcome>, String> {
+    let span =
+        tracing::info_span!("deliveries", service = %metrics.service, queue, count = range.len());
+    let (handler, ds) = (handler.clone(), ds.clone());
+    tokio::spawn(async move { handler.handle_batch(&ds[range]).await }.instrument(span))
+        .await
+        .map_err(|e| {
+            if !e.is_panic() {
+                return "the handler's task was cancelled".to_string();
+            }
+            let payload = e.into_panic();
+            match payload.downcast_ref::<&str>() {
+                Some(s) => s.to_string(),
+                None => payload
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .unwrap_or_else(|| "a panic without a message".into()),
+            }
+        })
 }
 
 async fn settle_in_span(
@@ -378,18 +521,15 @@ async fn settle(
     let (label, forward) = match outcome {
         Outcome::Ack => ("ack", None),
         Outcome::Duplicate => ("duplicate", None),
-        Outcome::Retry(reason) if d.retry_count + 1 >= ctx.max_attempts => (
+        Outcome::Retry(reason) if attempt(d) >= ctx.max_attempts => (
             "dead_letter",
             Some(dead_letter(
                 d,
-                &format!(
-                    "retries exhausted after {} attempts: {reason}",
-                    d.retry_count + 1
-                ),
+                &format!("retries exhausted after {} attempts: {reason}", attempt(d)),
             )),
         ),
         Outcome::Retry(reason) => {
-            tracing::warn!(reason = %reason, attempt = d.retry_count + 1, "transient failure, retrying later");
+            tracing::warn!(reason = %reason, attempt = attempt(d), "transient failure, retrying later");
             ("retry", Some(retry(d)))
         }
         Outcome::DeadLetter(reason) => ("dead_letter", Some(dead_letter(d, &reason))),
@@ -422,10 +562,7 @@ fn base_headers(d: &Delivery) -> Vec<(String, FieldValue)> {
 
 fn retry(d: &Delivery) -> Outgoing {
     let mut headers = base_headers(d);
-    headers.push((
-        "x-retry-count".into(),
-        FieldValue::I((d.retry_count + 1) as i32),
-    ));
+    headers.push(("x-retry-count".into(), retry_count_header(attempt(d))));
     Outgoing {
         exchange: topology::RETRY.into(),
         routing_key: d.routing_key.clone(),
@@ -440,7 +577,7 @@ fn retry(d: &Delivery) -> Outgoing {
 pub fn dead_letter(d: &Delivery, reason: &str) -> Outgoing {
     tracing::error!(reason = %reason, "dead-lettering a delivery");
     let mut headers = base_headers(d);
-    headers.push(("x-retry-count".into(), FieldValue::I(d.retry_count as i32)));
+    headers.push(("x-retry-count".into(), retry_count_header(d.retry_count)));
     headers.push(("x-dlq-reason".into(), FieldValue::from(reason)));
     headers.push((
         "x-original-exchange".into(),
@@ -469,7 +606,16 @@ pub fn dead_letter(d: &Delivery, reason: &str) -> Outgoing {
 
 #[cfg(test)]
 mod tests {
-    use super::{precheck, Acks, Delivery, Outcome};
+    use std::sync::Arc;
+
+    use amqprs::{FieldTable, FieldValue};
+    use async_trait::async_trait;
+
+    use super::{
+        attempt, dead_letter, header_u32, outcomes, precheck, retry, Acks, Delivery, Handler,
+        Outcome,
+    };
+    use crate::observability::Metrics;
 
     fn delivery(message_id: &str) -> Delivery {
         Delivery {
@@ -521,5 +667,148 @@ mod tests {
         // A tag finished twice (or below the run) changes nothing.
         assert_eq!(a.finish([(11, true), (3, true)]), None);
         assert!(a.done.is_empty());
+    }
+
+    #[test]
+    fn a_batch_that_never_finishes_stalls_every_later_ack() {
+        let mut a = Acks::new();
+        // Batch 1-3's task died without reporting: 4-9 finish, nothing is
+        // ever acked, and the channel's prefetch fills with unacked tags.
+        assert_eq!(a.finish([(4, true), (5, true), (6, true)]), None);
+        assert_eq!(a.finish([(7, true), (8, true), (9, true)]), None);
+        assert_eq!(a.next, 1);
+        // Settled as retry instead (forwarded to the retry queue, so acked):
+        // one ack covers it and everything that waited behind it.
+        assert_eq!(a.finish([(1, true), (2, true), (3, true)]), Some(9));
+        assert!(a.done.is_empty());
+    }
+
+    fn table(value: FieldValue) -> FieldTable {
+        let mut t = FieldTable::new();
+        t.insert("x-retry-count".try_into().unwrap(), value);
+        t
+    }
+
+    #[test]
+    fn retry_count_saturates_instead_of_wrapping() {
+        let read = |v| header_u32(Some(&table(v)), "x-retry-count");
+        assert_eq!(read(FieldValue::i(u32::MAX)), u32::MAX);
+        assert_eq!(read(FieldValue::l(i64::MAX)), u32::MAX);
+        assert_eq!(read(FieldValue::l(-5)), 0);
+        assert_eq!(read(FieldValue::I(-1)), 0);
+        assert_eq!(read(FieldValue::I(7)), 7);
+        assert_eq!(read(FieldValue::u(7)), 7);
+        assert_eq!(read(FieldValue::from("4294967296")), u32::MAX);
+        assert_eq!(
+            read(FieldValue::from(
+                "99999999999999999999999999999999999999999"
+            )),
+            u32::MAX
+        );
+        assert_eq!(read(FieldValue::from("-3")), 0);
+        assert_eq!(read(FieldValue::from("three")), 0);
+
+        let mut d = delivery("0190a0c4-7c1e-7000-8000-00000000000a");
+        d.retry_count = u32::MAX;
+        assert_eq!(attempt(&d), u32::MAX, "an exhausted count stays exhausted");
+        // Whatever the count, the header written reads back as a count that
+        // is not negative and not smaller than a wrapped one.
+        for count in [0, 1, i32::MAX as u32, i32::MAX as u32 + 1, u32::MAX] {
+            d.retry_count = count;
+            for out in [retry(&d), dead_letter(&d, "test")] {
+                let (_, v) = out
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k == "x-retry-count")
+                    .unwrap();
+                let FieldValue::I(written) = v else {
+                    panic!("{v:?}")
+                };
+                assert!(*written >= 0, "{count}: {written}");
+                assert!(
+                    *written as u32 >= count.min(i32::MAX as u32),
+                    "{count}: {written}"
+                );
+            }
+        }
+    }
+
+    /// Panics on a delivery whose body is `panic`; returns one outcome too
+    /// few for a batch holding `short`.
+    struct Faulty;
+
+    #[async_trait]
+    impl Handler for Faulty {
+        async fn handle(&self, _: &Delivery) -> Outcome {
+            Outcome::Ack
+        }
+        async fn handle_batch(&self, ds: &[Delivery]) -> Vec<Outcome> {
+            if ds.iter().any(|d| d.body == b"panic") {
+                panic!("injected fault");
+            }
+            let mut out: Vec<Outcome> = ds.iter().map(|_| Outcome::Ack).collect();
+            if ds.iter().any(|d| d.body == b"short") {
+                out.pop();
+            }
+            out
+        }
+    }
+
+    fn batch(bodies: &[&str]) -> Arc<[Delivery]> {
+        bodies
+            .iter()
+            .map(|b| Delivery {
+                body: b.as_bytes().to_vec(),
+                ..delivery("0190a0c4-7c1e-7000-8000-00000000000a")
+            })
+            .collect()
+    }
+
+    fn failures(m: &Metrics, cause: &str) -> String {
+        m.encode()
+            .lines()
+            .find(|l| l.starts_with("batch_failures_total") && l.contains(cause))
+            .unwrap_or("none")
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn a_panic_retries_only_the_delivery_that_panics() {
+        let handler: Arc<dyn Handler> = Arc::new(Faulty);
+        let m = Metrics::new("test");
+        let ds = batch(&["ok", "ok", "panic", "ok", "ok"]);
+        let out = outcomes(&handler, &m, "q", &ds).await;
+        assert_eq!(out.len(), 5);
+        for (i, o) in out.iter().enumerate() {
+            match (i, o) {
+                (2, Outcome::Retry(r)) => assert!(r.contains("injected fault"), "{r}"),
+                (2, o) => panic!("{o:?}"),
+                (_, o) => assert_eq!(o, &Outcome::Ack, "{i}"),
+            }
+        }
+        // The 5 panic, then 3 of them (2..5), then the one (2..3).
+        assert!(
+            failures(&m, "panic").ends_with(" 3"),
+            "{}",
+            failures(&m, "panic")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wrong_outcome_count_retries_the_whole_batch() {
+        let handler: Arc<dyn Handler> = Arc::new(Faulty);
+        let m = Metrics::new("test");
+        let out = outcomes(&handler, &m, "q", &batch(&["ok", "short", "ok"])).await;
+        assert_eq!(out.len(), 3);
+        assert!(
+            out.iter()
+                .all(|o| matches!(o, Outcome::Retry(r) if r.contains("2 outcomes for 3"))),
+            "{out:?}"
+        );
+        assert!(
+            failures(&m, "outcome_count").ends_with(" 1"),
+            "{}",
+            failures(&m, "outcome_count")
+        );
     }
 }

@@ -69,6 +69,16 @@ impl Shared {
         }
     }
 
+    /// The broker closed the channel: fails every pending confirm and tells
+    /// the supervisor. `notify_one` stores the signal when the supervisor is
+    /// not waiting at that moment (busy sampling, or still opening the
+    /// session); `notify_waiters` would drop it and the session would carry
+    /// on with a dead publisher.
+    fn closed_by_broker(&self) {
+        self.fail_all();
+        self.closed.notify_one();
+    }
+
     fn fail_all(&self) {
         self.open.store(false, Ordering::SeqCst);
         let all = match self.pending.lock() {
@@ -93,8 +103,7 @@ impl ChannelCallback for Callback {
         close: CloseChannel,
     ) -> Result<(), amqprs::error::Error> {
         tracing::warn!(reason = %close, "broker closed the publishing channel");
-        self.shared.fail_all();
-        self.shared.closed.notify_waiters();
+        self.shared.closed_by_broker();
         Ok(())
     }
     async fn cancel(&mut self, _: &Channel, _: Cancel) -> Result<(), amqprs::error::Error> {
@@ -258,6 +267,18 @@ mod tests {
         let (tx, rx) = oneshot::channel();
         s.pending.lock().unwrap().waiters.insert(tag, tx);
         rx
+    }
+
+    #[tokio::test]
+    async fn a_close_nobody_waits_for_is_not_lost() {
+        let s = shared();
+        let rx = wait(&s, 1);
+        // The supervisor is busy elsewhere: nobody waits on `closed` yet.
+        s.closed_by_broker();
+        assert!(matches!(rx.await, Ok(Err(PublishError::ChannelClosed))));
+        tokio::time::timeout(Duration::from_secs(5), s.closed.notified())
+            .await
+            .expect("the close signal must wait for the supervisor");
     }
 
     #[test]

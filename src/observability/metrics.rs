@@ -232,6 +232,17 @@ impl Metrics {
             .inc();
     }
 
+    /// Creates the `batch_failures_total` series of a batch and cause at 0,
+    /// so a dashboard shows a rate of 0 rather than "no data" until the
+    /// first failure.
+    pub fn batch_may_fail(&self, batch: &str, cause: &str) {
+        let _ = self.batch_failures.get_or_create(&BatchFailureLabels {
+            service: self.service.clone(),
+            batch: batch.to_string(),
+            cause: cause.to_string(),
+        });
+    }
+
     /// The Prometheus text exposition (format 0.0.4) of this role.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -298,6 +309,7 @@ pub const EXPORTED: &[&str] = &[
     "inventory_reserve_rejections_total",
     "db_pool_connections",
     "db_pool_max",
+    "batch_failures_total",
 ];
 
 /// prometheus-client writes OpenMetrics: a counter's HELP and TYPE lines

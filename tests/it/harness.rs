@@ -65,7 +65,12 @@ pub struct Stack {
     pub db_proxy: Option<Proxy>,
 }
 
-async fn mgmt(method: hyper::Method, path: &str, body: Option<Value>) -> anyhow::Result<Response> {
+/// A call to the RabbitMQ management API as guest.
+pub async fn mgmt(
+    method: hyper::Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Response> {
     let client = Client::new(Duration::from_secs(10));
     let auth = basic_auth();
     client

@@ -6,6 +6,7 @@ mod admin;
 mod amqp_writes;
 mod api;
 mod bench;
+mod consumer_faults;
 mod fuzz;
 mod harness;
 mod ids;

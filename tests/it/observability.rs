@@ -189,6 +189,7 @@ fn touch_every_family(m: &dop::observability::Metrics) {
     m.reserve_rejections
         .get_or_create(&ReasonLabels { reason: s() })
         .inc();
+    m.batch_failed(&s(), &s());
     m.observe_pool(deadpool::Status {
         max_size: 1,
         size: 1,
