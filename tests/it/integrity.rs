@@ -191,7 +191,11 @@ async fn random_orders_keep_every_invariant() {
         }
         let mut placed = Vec::new();
         for (i, qty) in &sc.orders {
-            placed.push((products[*i], *qty, s.order(products[*i], *qty, "1.00").await));
+            placed.push((
+                products[*i],
+                *qty,
+                s.order(products[*i], *qty, "1.00").await,
+            ));
         }
         if sc.batched {
             s.start_role(Role::Inventory).await;
