@@ -6,6 +6,8 @@ mod admin;
 mod amqp_writes;
 mod api;
 mod bench;
+mod exec_payment;
+mod exec_saga;
 mod fuzz;
 mod harness;
 mod ids;
