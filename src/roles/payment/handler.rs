@@ -14,6 +14,7 @@ use crate::{
     messaging::{
         consumer::{Delivery, Handler, Outcome},
         contracts::Message,
+        topology::RK_PAY,
     },
 };
 
@@ -62,11 +63,11 @@ impl Handler for PaymentHandler {
                         settle(c, outcome)
                     }
                     Err(ItemFailure::Transient(e)) => {
-                        tracing::warn!(order_id = %c.order_id, saga_id = %c.saga_id, trace_id = %c.trace_id, error = %e, "payment command not handled for now; retrying");
+                        tracing::warn!(order_id = %c.order_id, saga_id = %c.saga_id, trace_id = %c.trace_id, command = RK_PAY, error = %e, "payment command not handled for now; retrying");
                         Outcome::Retry(e)
                     }
                     Err(ItemFailure::Permanent(e)) => {
-                        tracing::error!(order_id = %c.order_id, saga_id = %c.saga_id, trace_id = %c.trace_id, error = %e, "payment command fails alone every time; dead-lettering it");
+                        tracing::error!(order_id = %c.order_id, saga_id = %c.saga_id, trace_id = %c.trace_id, command = RK_PAY, error = %e, "payment command fails alone every time; dead-lettering it");
                         Outcome::DeadLetter(e)
                     }
                 });
@@ -92,15 +93,15 @@ impl Handler for PaymentHandler {
 fn settle(c: &PayCommand, outcome: PayOutcome) -> Outcome {
     match outcome {
         PayOutcome::Charged(r) => {
-            tracing::info!(order_id = %c.order_id, saga_id = %c.saga_id, trace_id = %c.trace_id, success = r.success, "payment command handled");
+            tracing::info!(order_id = %c.order_id, saga_id = %c.saga_id, trace_id = %c.trace_id, command = RK_PAY, success = r.success, "payment command handled");
             Outcome::Ack
         }
         PayOutcome::Repeated(r) => {
-            tracing::info!(order_id = %c.order_id, saga_id = %c.saga_id, trace_id = %c.trace_id, success = r.success, "repeated payment command: re-emitted the recorded outcome");
+            tracing::info!(order_id = %c.order_id, saga_id = %c.saga_id, trace_id = %c.trace_id, command = RK_PAY, success = r.success, "repeated payment command: re-emitted the recorded outcome");
             Outcome::Ack
         }
         PayOutcome::Refused(reason) => {
-            tracing::warn!(order_id = %c.order_id, saga_id = %c.saga_id, trace_id = %c.trace_id, reason = %reason, "payment command refused");
+            tracing::warn!(order_id = %c.order_id, saga_id = %c.saga_id, trace_id = %c.trace_id, command = RK_PAY, reason = %reason, "payment command refused");
             Outcome::DeadLetter(reason)
         }
     }
