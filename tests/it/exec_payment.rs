@@ -285,3 +285,81 @@ async fn a_permanent_failure_fails_only_its_command() {
     );
     db.drop().await;
 }
+
+/// Two replicas charging the same order at once: the other one's charge,
+/// not yet committed, is invisible to this executor's read; its insert
+/// waits on the unique key and fails as a duplicate once the other commits;
+/// the Runner tries again, the re-read finds the row and re-emits it.
+#[tokio::test]
+async fn a_concurrent_charge_of_the_same_order_is_re_emitted() {
+    use diesel_async::SimpleAsyncConnection;
+    let db = ScratchDb::new(Role::Payment).await;
+    let metrics = Metrics::new("payment");
+    let r = runner("payment", &db, &metrics);
+    let mut cmds: Vec<PayCommand> = (0..3).map(|i| command(i, (i, 0, false))).collect();
+    for c in &mut cmds {
+        c.amount = "10.00".parse().unwrap();
+    }
+    let mut other = db.conn().await;
+    other
+        .batch_execute(&format!(
+            "START TRANSACTION; INSERT INTO payments (order_id, saga_id, amount, status, tx_id) \
+             VALUES ('{}', '{}', 7.00, 'SUCCESS', '{}')",
+            cmds[1].order_id,
+            cmds[1].saga_id,
+            uuid(9, 1)
+        ))
+        .await
+        .unwrap();
+    let mut probe = db.conn().await;
+    let commit_when_blocked = async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            // A statement of this database's executor waiting in InnoDB
+            // (MariaDB shows a row lock wait of an insert as `Update`).
+            let waiting: i64 =
+                diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
+                    "(SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                 WHERE DB = '{}' AND STATE = 'Update' AND ID <> CONNECTION_ID())",
+                    db.name
+                )))
+                .get_result(&mut probe)
+                .await
+                .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the executor never waited on the unique key"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        other.batch_execute("COMMIT").await.unwrap();
+    };
+    let (res, ()) = tokio::join!(charge::execute(&r, &cmds), commit_when_blocked);
+    let outcomes: Vec<PayOutcome> = res.into_iter().map(|x| x.unwrap().outcome).collect();
+    assert!(
+        matches!(&outcomes[0], PayOutcome::Charged(_)),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(&outcomes[2], PayOutcome::Charged(_)),
+        "{outcomes:?}"
+    );
+    match &outcomes[1] {
+        PayOutcome::Repeated(p) => {
+            assert_eq!(p.amount.to_string(), "7.00");
+            assert_eq!(p.tx_id.as_deref(), Some(uuid(9, 1).as_str()));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(rows(&db).await.payments.len(), 3);
+    let dups = metric(
+        &metrics.encode(),
+        "batch_failures_total",
+        "cause=\"duplicate\"",
+    );
+    assert_eq!(dups, 1.0);
+    db.drop().await;
+}
