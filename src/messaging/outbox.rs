@@ -73,6 +73,14 @@ impl OutboxMessage {
         }
     }
 
+    /// A message with the id the caller chose (an id that is also written
+    /// elsewhere in the same transaction, such as a saga's timeline).
+    pub fn with_id(msg: &Message, trace_id: &str, message_id: String) -> Self {
+        let mut m = Self::new(msg, trace_id);
+        m.row.message_id = message_id;
+        m
+    }
+
     fn outgoing(&self) -> Outgoing {
         Outgoing {
             exchange: self.row.exchange.clone(),
@@ -89,6 +97,29 @@ impl OutboxMessage {
                     FieldValue::from(self.row.saga_id.as_str()),
                 ),
             ],
+        }
+    }
+}
+
+/// A message a pure decision wants sent: what and for which trace, and
+/// which of the decision's inputs caused it. The executor turns it into an
+/// [`OutboxMessage`] (which draws a fresh message id unless `message_id`
+/// names one) and inserts it with the decision's other writes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Emit {
+    /// Index of the command or event (in the decision's input) it answers.
+    pub item: usize,
+    pub message: Message,
+    pub trace_id: String,
+    pub message_id: Option<String>,
+}
+
+impl Emit {
+    /// The outbox row of this message.
+    pub fn to_outbox(&self) -> OutboxMessage {
+        match &self.message_id {
+            Some(id) => OutboxMessage::with_id(&self.message, &self.trace_id, id.clone()),
+            None => OutboxMessage::new(&self.message, &self.trace_id),
         }
     }
 }

@@ -457,3 +457,39 @@ pub fn metric(text: &str, name: &str, filter: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// A fresh, migrated database of one role outside a `Stack` (no broker, no
+/// running role), with a pool: for tests that call an executor directly.
+pub struct ScratchDb {
+    pub name: String,
+    pub pool: dop::db::DbPool,
+}
+
+impl ScratchDb {
+    pub async fn new(role: Role) -> ScratchDb {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
+        let name = format!("dop_t_{id}_scratch_{role}");
+        let url = format!("{MYSQL}/{name}");
+        dop::db::migrate::migrate(role, &url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot prepare MariaDB at {MYSQL} ({e:#})"));
+        let mut db = Config::default().db(role);
+        db.database_url = SecretUrl::new(url);
+        db.pool_size = 4;
+        let pool = dop::db::connect_pool(&db).expect("pool");
+        ScratchDb { name, pool }
+    }
+
+    /// A plain connection to it.
+    pub async fn conn(&self) -> diesel_async::AsyncMysqlConnection {
+        use diesel_async::AsyncConnection;
+        diesel_async::AsyncMysqlConnection::establish(&format!("{MYSQL}/{}", self.name))
+            .await
+            .expect("connect to the scratch database")
+    }
+
+    pub async fn drop(self) {
+        self.pool.close();
+        drop_db(&self.name).await;
+    }
+}

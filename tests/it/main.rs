@@ -7,6 +7,8 @@ mod amqp_writes;
 mod api;
 mod bench;
 mod consumer_faults;
+mod exec_payment;
+mod exec_saga;
 mod fuzz;
 mod harness;
 mod ids;

@@ -5,18 +5,12 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::Serialize;
 
 use super::{
+    decide::{NotResent, Resend},
     model::{OrderRow, OrderView, SagaEventRow, SagaRow, SagaView},
-    orchestrator::{command_message, lock_saga, write_transition},
-    recovery::resend_one,
+    sagas,
     schema::{orders, saga_events, saga_states},
 };
-use crate::{
-    context::Ctx,
-    http::ApiError,
-    messaging::OutboxMessage,
-    observability::new_trace_id,
-    saga::{Command, SagaStatus, SagaStep},
-};
+use crate::{context::Ctx, http::ApiError, saga::SagaStatus};
 
 #[derive(Serialize)]
 pub struct SagaList {
@@ -107,70 +101,24 @@ pub struct RetryAccepted {
 
 /// Re-drives a saga: a compensation that failed goes back to COMPENSATING
 /// and its release is sent again; a saga in flight has its pending command
-/// re-sent now.
+/// re-sent now (`decide::decide_resend`, the same re-send as recovery's).
 pub async fn retry(ctx: &Ctx, saga_id: &str) -> Result<RetryAccepted, ApiError> {
     let mut conn = ctx.pool.get().await?;
-    let trace_id = new_trace_id();
-    let outcome = conn
-        .transaction::<_, diesel::result::Error, _>(async |conn| {
-            let Some((saga, order)) = lock_saga(conn, saga_id).await? else {
-                return Ok(Err(ApiError::not_found(format!(
-                    "saga {saga_id} not found"
-                ))));
-            };
-            if saga.status == SagaStatus::Failed.as_str()
-                && saga.current_step == SagaStep::ReleasingInventory.as_str()
-            {
-                let msg = OutboxMessage::new(&command_message(Command::Release, &order), &trace_id);
-                let id = msg.row.message_id.clone();
-                let msgs = vec![msg];
-                write_transition(
-                    conn,
-                    &saga,
-                    &order,
-                    SagaStatus::Compensating,
-                    SagaStep::ReleasingInventory,
-                    &order.status,
-                    "operator.retry",
-                    Some(id.clone()),
-                    None,
-                    &msgs,
-                )
-                .await?;
-                return Ok(Ok((msgs, "release re-sent")));
-            }
-            Ok(Err(ApiError::conflict(format!(
-                "saga is {}/{}: only a failed compensation or a saga in flight can be retried",
-                saga.status, saga.current_step
-            ))))
-        })
-        .await?;
-    match outcome {
-        Ok((msgs, action)) => {
-            let message_id = msgs[0].row.message_id.clone();
-            ctx.outbox.enqueue(msgs);
-            tracing::info!(saga_id = %saga_id, "operator retried a failed compensation");
+    match sagas::resend(ctx, &mut conn, saga_id, Resend::Operator).await? {
+        None => Err(ApiError::not_found(format!("saga {saga_id} not found"))),
+        Some(Ok(done)) => {
+            tracing::info!(saga_id = %saga_id, action = done.action, "operator retried a saga");
             Ok(RetryAccepted {
                 saga_id: saga_id.into(),
-                action,
-                message_id,
+                action: done.action,
+                message_id: done.message_id,
             })
         }
-        Err(e) if e.code == "CONFLICT" => {
-            // In flight: re-send the pending command now.
-            match resend_one(ctx, &mut conn, saga_id, None, "operator.resend").await {
-                Ok(Some(message_id)) => Ok(RetryAccepted {
-                    saga_id: saga_id.into(),
-                    action: "pending command re-sent",
-                    message_id,
-                }),
-                Ok(None) => Err(e),
-                Err(err) => match err.downcast::<diesel::result::Error>() {
-                    Ok(db_err) => Err(db_err.into()),
-                    Err(other) => Err(ApiError::internal(other)),
-                },
-            }
-        }
-        Err(e) => Err(e),
+        Some(Err(NotResent::NotInFlight { status, step })) => Err(ApiError::conflict(format!(
+            "saga is {status}/{step}: only a failed compensation or a saga in flight can be retried"
+        ))),
+        Some(Err(NotResent::NotStuck)) => Err(ApiError::conflict(format!(
+            "saga {saga_id} moved meanwhile"
+        ))),
     }
 }

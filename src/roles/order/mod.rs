@@ -2,12 +2,13 @@
 //! orchestrator that consumes `order.events`.
 
 pub mod admin;
-pub mod batch;
+pub mod decide;
 pub mod model;
 pub mod orchestrator;
 pub mod orders;
 pub mod recovery;
 pub mod routes;
+pub mod sagas;
 pub mod schema;
 pub mod writer;
 

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::schema::{orders, saga_events, saga_states};
 use crate::domain::Money;
 
-#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[derive(Clone, Debug, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = orders)]
 #[diesel(check_for_backend(diesel::mysql::Mysql))]
 pub struct OrderRow {
@@ -25,7 +25,7 @@ pub struct OrderRow {
     pub updated_at: NaiveDateTime,
 }
 
-#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[derive(Clone, Debug, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = saga_states)]
 #[diesel(check_for_backend(diesel::mysql::Mysql))]
 pub struct SagaRow {
@@ -38,7 +38,7 @@ pub struct SagaRow {
     pub updated_at: NaiveDateTime,
 }
 
-#[derive(Clone, Debug, Insertable)]
+#[derive(Clone, Debug, PartialEq, Insertable)]
 #[diesel(table_name = saga_events)]
 pub struct NewSagaEvent {
     pub saga_id: String,

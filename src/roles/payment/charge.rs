@@ -1,26 +1,35 @@
-//! Charging an order: one payment per order (unique key), the processed
-//! message id, and the outcome event in one transaction. A repeated command
-//! re-emits the recorded outcome; it never charges twice.
+//! Charging orders: the one executor of the payment rule
+//! (`decide::decide`) for a batch of any size, and the payment rows' HTTP
+//! view. One read of the payments of the batch's orders, the decision, then
+//! the payments, processed message ids and outcome events written in one
+//! round trip (`db::Script` as one transaction), all through
+//! `db::batch::Runner`: a concurrent replica that charged the same order
+//! first shows as a duplicate key, the Runner tries again, and the re-read
+//! finds the row and re-emits it.
 
-use async_trait::async_trait;
+use std::time::Duration;
+
 use chrono::NaiveDateTime;
-use diesel::prelude::*;
+use diesel::{dsl::sql, prelude::*, sql_types::Text};
 use diesel_async::{AsyncConnection, RunQueryDsl};
-use rand::Rng;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use super::schema::{payments, processed_events};
+use super::{
+    decide::{self, PayCommand, PayOutcome, Recorded},
+    schema::{payments, processed_events},
+};
 use crate::{
-    context::{AppState, Ctx},
-    db,
+    backoff::Backoff,
+    context::Ctx,
+    db::{
+        batch::{ItemFailure, Runner},
+        cached::{pad, Cached},
+        Script,
+    },
     domain::Money,
     http::ApiError,
-    messaging::{
-        consumer::{Delivery, Handler, Outcome},
-        contracts::{Message, PaymentCommand, PaymentResult},
-        outbox, OutboxMessage,
-    },
+    messaging::{outbox, OutboxMessage},
 };
 
 #[derive(Clone, Debug, Queryable, Selectable)]
@@ -79,145 +88,107 @@ pub async fn get(ctx: &Ctx, order_id: &str) -> Result<PaymentView, ApiError> {
     .ok_or_else(|| ApiError::not_found(format!("no payment for order {order_id}")))
 }
 
-pub struct PaymentHandler {
-    pub ctx: AppState,
-}
-
-fn outcome_of(cmd: &PaymentCommand, p: &PaymentRow) -> PaymentResult {
-    PaymentResult {
-        saga_id: cmd.saga_id.clone(),
-        order_id: cmd.order_id.clone(),
-        amount: Money::from_db(p.amount),
-        success: p.status == "SUCCESS",
-        tx_id: p.tx_id.clone(),
-        reason: p.reason.clone(),
+/// The Runner of payment batches (`batch_failures_total{batch="payment"}`).
+pub fn runner(ctx: &Ctx) -> Runner<'_> {
+    Runner {
+        name: "payment",
+        pool: &ctx.pool,
+        metrics: &ctx.metrics,
+        backoff: Backoff::new(Duration::from_millis(5), Duration::from_millis(200)),
+        attempts: 5,
     }
 }
 
-impl PaymentHandler {
-    async fn charge(
-        &self,
-        cmd: &PaymentCommand,
-        d: &Delivery,
-    ) -> Result<Vec<OutboxMessage>, diesel::result::Error> {
-        let mut conn = self.ctx.pool.get().await.map_err(|e| {
-            diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::ClosedConnection,
-                Box::new(e.to_string()),
+/// One command's result once its transaction committed: its outcome and the
+/// message to hand to the outbox relay (none when refused).
+#[derive(Clone, Debug)]
+pub struct Charged {
+    pub outcome: PayOutcome,
+    pub msg: Option<OutboxMessage>,
+}
+
+/// Charges `cmds` (arrival order) through `runner`; one result per command.
+/// The messages in the results are committed: enqueue them on the relay.
+pub async fn execute(
+    runner: &Runner<'_>,
+    cmds: &[PayCommand],
+) -> Vec<Result<Charged, ItemFailure>> {
+    runner
+        .run(cmds, async |conn, part: &[PayCommand]| {
+            let order_ids: Vec<&str> = part.iter().map(|c| c.order_id.as_str()).collect();
+            // Read before writing: what an earlier attempt or another
+            // replica committed is found here and re-emitted.
+            let recorded: Vec<Recorded> = Cached(
+                payments::table
+                    .filter(payments::order_id.eq_any(pad(&order_ids)))
+                    .select((
+                        payments::order_id,
+                        payments::saga_id,
+                        payments::amount,
+                        payments::status,
+                        payments::tx_id,
+                        payments::reason,
+                    )),
             )
-        })?;
-        let rate = self.ctx.config.payment.failure_rate;
-        let declined = rate > 0.0 && rand::rng().random::<f64>() < rate;
-        conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-            let existing: Option<PaymentRow> = payments::table
-                .filter(payments::order_id.eq(&cmd.order_id))
-                .select(PaymentRow::as_select())
-                .first(conn)
-                .await
-                .optional()?;
-            let result = match existing {
-                Some(p) => {
-                    tracing::info!(order_id = %cmd.order_id, "repeated payment command: re-emitting the recorded outcome");
-                    outcome_of(cmd, &p)
+            .load::<(
+                String,
+                String,
+                Decimal,
+                String,
+                Option<String>,
+                Option<String>,
+            )>(conn)
+            .await?
+            .into_iter()
+            .map(
+                |(order_id, saga_id, amount, status, tx_id, reason)| Recorded {
+                    order_id,
+                    saga_id,
+                    amount,
+                    status,
+                    tx_id,
+                    reason,
+                },
+            )
+            .collect();
+            let d = decide::decide(&recorded, part);
+            let msgs: Vec<OutboxMessage> = d.outbox.iter().map(|e| e.to_outbox()).collect();
+            let mut script = Script::new();
+            if !d.payments.is_empty() {
+                script.push(&diesel::insert_into(payments::table).values(&d.payments))?;
+            }
+            if !d.processed.is_empty() {
+                let ids: Vec<_> = d
+                    .processed
+                    .iter()
+                    .map(|id| processed_events::message_id.eq(id))
+                    .collect();
+                // Recorded once; a redelivered id is not an error. Not
+                // INSERT IGNORE, which would also hide a value that does not
+                // fit its column.
+                script.push(
+                    &diesel::insert_into(processed_events::table)
+                        .values(&ids)
+                        .on_conflict(diesel::dsl::DuplicatedKeys)
+                        .do_update()
+                        .set(processed_events::message_id.eq(sql::<Text>("VALUES(message_id)"))),
+                )?;
+            }
+            if !msgs.is_empty() {
+                script.push(&outbox::insert_statement(&msgs))?;
+            }
+            conn.run_in_transaction(&script).await?;
+            let mut by_item: Vec<Option<OutboxMessage>> = (0..part.len()).map(|_| None).collect();
+            for (e, m) in d.outbox.iter().zip(msgs) {
+                if let Some(slot) = by_item.get_mut(e.item) {
+                    *slot = Some(m);
                 }
-                None => {
-                    let (status, tx_id, reason) = if declined {
-                        ("FAILED", None, Some("payment declined".to_string()))
-                    } else {
-                        ("SUCCESS", Some(uuid::Uuid::new_v4().to_string()), None)
-                    };
-                    diesel::insert_into(payments::table)
-                        .values((
-                            payments::order_id.eq(&cmd.order_id),
-                            payments::saga_id.eq(&cmd.saga_id),
-                            payments::amount.eq(cmd.amount.decimal()),
-                            payments::status.eq(status),
-                            payments::tx_id.eq(&tx_id),
-                            payments::reason.eq(&reason),
-                        ))
-                        .execute(conn)
-                        .await?;
-                    diesel::insert_into(processed_events::table)
-                        .values(processed_events::message_id.eq(&d.message_id))
-                        .execute(conn)
-                        .await
-                        .or_else(|e| if db::is_duplicate(&e) { Ok(0) } else { Err(e) })?;
-                    PaymentResult {
-                        saga_id: cmd.saga_id.clone(),
-                        order_id: cmd.order_id.clone(),
-                        amount: cmd.amount,
-                        success: !declined,
-                        tx_id,
-                        reason,
-                    }
-                }
-            };
-            let msgs = vec![OutboxMessage::new(&Message::PaymentProcessed(result), &d.trace_id)];
-            outbox::insert(conn, &msgs).await?;
-            Ok(msgs)
+            }
+            Ok(d.outcomes
+                .into_iter()
+                .zip(by_item)
+                .map(|(outcome, msg)| Charged { outcome, msg })
+                .collect())
         })
         .await
-    }
-}
-
-#[async_trait]
-impl Handler for PaymentHandler {
-    async fn handle_batch(&self, ds: &[Delivery]) -> Vec<Outcome> {
-        let mut outcomes: Vec<Option<Outcome>> = (0..ds.len()).map(|_| None).collect();
-        let mut seen = std::collections::HashSet::new();
-        let (mut idx, mut cmds) = (Vec::new(), Vec::new());
-        for (i, d) in ds.iter().enumerate() {
-            if let Ok(Message::ProcessPayment(c)) = Message::parse(&d.routing_key, &d.body) {
-                if seen.insert(c.order_id.clone()) {
-                    idx.push(i);
-                    cmds.push(c);
-                }
-            }
-        }
-        // Even one command: the batch path is one round trip for its writes.
-        if !idx.is_empty() {
-            let rate = self.ctx.config.payment.failure_rate;
-            let declined: Vec<bool> = {
-                let mut rng = rand::rng();
-                cmds.iter()
-                    .map(|_| rate > 0.0 && rng.random::<f64>() < rate)
-                    .collect()
-            };
-            let items: Vec<(&Delivery, &PaymentCommand)> =
-                idx.iter().zip(&cmds).map(|(&i, c)| (&ds[i], c)).collect();
-            if let Ok(mut conn) = self.ctx.pool.get().await {
-                if let Ok(msgs) = super::batch::charge_many(&mut conn, &items, &declined).await {
-                    self.ctx.outbox.enqueue(msgs);
-                    for (&i, c) in idx.iter().zip(&cmds) {
-                        tracing::info!(order_id = %c.order_id, saga_id = %c.saga_id, trace_id = %ds[i].trace_id, "payment command handled");
-                        outcomes[i] = Some(Outcome::Ack);
-                    }
-                }
-            }
-        }
-        crate::messaging::consumer::one_by_one(self, &self.ctx.metrics.service, ds, outcomes).await
-    }
-
-    async fn handle(&self, d: &Delivery) -> Outcome {
-        let cmd = match Message::parse(&d.routing_key, &d.body) {
-            Ok(Message::ProcessPayment(c)) => c,
-            Ok(other) => {
-                return Outcome::DeadLetter(format!(
-                    "{} does not belong on payment.commands",
-                    other.routing_key()
-                ))
-            }
-            Err(e) => return Outcome::DeadLetter(e.to_string()),
-        };
-        match self.charge(&cmd, d).await {
-            Ok(msgs) => {
-                self.ctx.outbox.enqueue(msgs);
-                tracing::info!(order_id = %cmd.order_id, saga_id = %cmd.saga_id, "payment command handled");
-                Outcome::Ack
-            }
-            // A concurrent duplicate lost the race on the unique key: the
-            // retry finds the recorded payment and re-emits it.
-            Err(e) => Outcome::Retry(e.to_string()),
-        }
-    }
 }

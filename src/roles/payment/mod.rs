@@ -1,8 +1,9 @@
 //! The payment role: charges orders on `payment.process` (declining at
 //! PAYMENT_FAILURE_RATE) and shows payments over HTTP.
 
-pub mod batch;
 pub mod charge;
+pub mod decide;
+pub mod handler;
 pub mod routes;
 pub mod schema;
 
@@ -15,6 +16,6 @@ pub use routes::router;
 pub fn register(ctx: &AppState) {
     ctx.broker.consume(
         topology::PAYMENT_COMMANDS,
-        Arc::new(charge::PaymentHandler { ctx: ctx.clone() }),
+        Arc::new(handler::PaymentHandler { ctx: ctx.clone() }),
     );
 }

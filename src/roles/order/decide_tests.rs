@@ -1,0 +1,427 @@
+//! Unit tests of the saga decisions: duplicates in the batch and against
+//! the table, events out of order, late and twice, unknown sagas, and the
+//! re-sends.
+
+use chrono::NaiveDate;
+
+use super::*;
+use crate::saga::{Event, SagaStatus as S, SagaStep as P};
+
+fn at(sec: u32) -> NaiveDateTime {
+    NaiveDate::from_ymd_opt(2026, 11, 30)
+        .unwrap()
+        .and_hms_opt(8, 0, sec)
+        .unwrap()
+}
+
+fn saga(n: u8, status: S, step: P) -> (SagaRow, OrderRow) {
+    let order_status = match status {
+        S::InProgress => "PENDING",
+        S::Completed => "CONFIRMED",
+        S::Compensated => "COMPENSATED",
+        S::Failed | S::Compensating => "FAILED",
+    };
+    (
+        SagaRow {
+            saga_id: format!("s{n}"),
+            order_id: format!("o{n}"),
+            status: status.as_str().into(),
+            current_step: step.as_str().into(),
+            failure_reason: None,
+            created_at: at(0),
+            updated_at: at(0),
+        },
+        OrderRow {
+            id: format!("o{n}"),
+            saga_id: format!("s{n}"),
+            user_id: 42,
+            product_id: 1001,
+            quantity: 2,
+            total_amount: "199.98".parse().unwrap(),
+            status: order_status.into(),
+            idempotency_key: None,
+            trace_id: "t".into(),
+            created_at: at(0),
+            updated_at: at(0),
+        },
+    )
+}
+
+fn ev(id: &str, saga: u8, event: Event) -> SagaEvent {
+    SagaEvent {
+        message_id: id.into(),
+        trace_id: format!("trace-{id}"),
+        saga_id: format!("s{saga}"),
+        event,
+        reason: (!matches!(
+            event,
+            Event::InventoryReserved { success: true }
+                | Event::InventoryReleased { success: true }
+                | Event::PaymentProcessed { success: true }
+        ))
+        .then(|| format!("because {id}")),
+    }
+}
+
+const RESERVED: Event = Event::InventoryReserved { success: true };
+const NOT_RESERVED: Event = Event::InventoryReserved { success: false };
+const PAID: Event = Event::PaymentProcessed { success: true };
+const NOT_PAID: Event = Event::PaymentProcessed { success: false };
+const RELEASED: Event = Event::InventoryReleased { success: true };
+
+fn moved(status: S, step: P) -> EventOutcome {
+    EventOutcome::Moved { status, step }
+}
+
+#[test]
+fn a_saga_runs_to_completion_within_one_batch() {
+    let d = decide_events(
+        &HashSet::new(),
+        vec![saga(1, S::InProgress, P::ReservingInventory)],
+        &[ev("a", 1, RESERVED), ev("b", 1, PAID)],
+        at(3),
+    );
+    assert_eq!(
+        d.outcomes,
+        [
+            moved(S::InProgress, P::ProcessingPayment),
+            moved(S::Completed, P::Done)
+        ]
+    );
+    assert_eq!(d.writes.processed, ["a", "b"]);
+    // One row per saga and order, as they end.
+    assert_eq!(d.writes.sagas.len(), 1);
+    assert_eq!(d.writes.sagas[0].status, "COMPLETED");
+    assert_eq!(d.writes.sagas[0].updated_at, at(3));
+    assert_eq!(d.writes.orders.len(), 1);
+    assert_eq!(d.writes.orders[0].status, "CONFIRMED");
+    // The timeline has both steps, in order, chained.
+    let tl: Vec<_> = d
+        .writes
+        .timeline
+        .iter()
+        .map(|r| {
+            (
+                r.from_step.clone().unwrap(),
+                r.to_step.clone(),
+                r.event.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tl,
+        [
+            (
+                "RESERVING_INVENTORY".into(),
+                "PROCESSING_PAYMENT".to_string(),
+                "inventory.reserved".to_string()
+            ),
+            (
+                "PROCESSING_PAYMENT".into(),
+                "DONE".into(),
+                "payment.processed".into()
+            ),
+        ]
+    );
+    // The payment command carries the order's amount and the event's trace.
+    assert_eq!(d.writes.outbox.len(), 1);
+    let e = &d.writes.outbox[0];
+    assert_eq!((e.item, e.trace_id.as_str()), (0, "trace-a"));
+    let Message::ProcessPayment(p) = &e.message else {
+        panic!("{:?}", e.message);
+    };
+    assert_eq!(
+        (p.order_id.as_str(), p.amount.to_string()),
+        ("o1", "199.98".into())
+    );
+    assert_eq!(
+        d.ended,
+        [Ended {
+            item: 1,
+            status: S::Completed,
+            secs: 3.0
+        }]
+    );
+}
+
+#[test]
+fn the_same_events_one_at_a_time_decide_the_same() {
+    let events = [
+        ev("a", 1, RESERVED),
+        ev("b", 2, RESERVED),
+        ev("c", 1, NOT_PAID),
+        ev("a", 1, RESERVED),
+        ev("d", 2, PAID),
+        ev("e", 1, RELEASED),
+    ];
+    let start = vec![
+        saga(1, S::InProgress, P::ReservingInventory),
+        saga(2, S::InProgress, P::ReservingInventory),
+    ];
+    let all = decide_events(&HashSet::new(), start.clone(), &events, at(1));
+    // One at a time: the state and seen ids carried from each to the next.
+    let mut state = start;
+    let mut seen = HashSet::new();
+    let mut outcomes = Vec::new();
+    let mut timeline = Vec::new();
+    for e in &events {
+        let one = decide_events(&seen, state.clone(), std::slice::from_ref(e), at(1));
+        seen.extend(one.writes.processed.iter().cloned());
+        for s in &one.writes.sagas {
+            let (row, order) = state
+                .iter_mut()
+                .find(|(r, _)| r.saga_id == s.saga_id)
+                .unwrap();
+            *row = s.clone();
+            if let Some(o) = one.writes.orders.iter().find(|o| o.id == order.id) {
+                *order = o.clone();
+            }
+        }
+        outcomes.extend(one.outcomes);
+        timeline.extend(one.writes.timeline);
+    }
+    assert_eq!(all.outcomes, outcomes);
+    assert_eq!(all.writes.timeline, timeline);
+    assert_eq!(all.outcomes[3], EventOutcome::Duplicate);
+    let end: Vec<_> = state
+        .iter()
+        .map(|(s, o)| (s.status.clone(), o.status.clone()))
+        .collect();
+    assert_eq!(
+        end,
+        [
+            ("COMPENSATED".to_string(), "COMPENSATED".to_string()),
+            ("COMPLETED".into(), "CONFIRMED".into())
+        ]
+    );
+    let written: Vec<_> = all.writes.sagas.iter().map(|s| s.status.clone()).collect();
+    assert_eq!(written, ["COMPENSATED", "COMPLETED"]);
+}
+
+#[test]
+fn duplicates_against_the_table_and_in_the_batch() {
+    let seen: HashSet<String> = ["old".to_string()].into();
+    let d = decide_events(
+        &seen,
+        vec![saga(1, S::InProgress, P::ReservingInventory)],
+        &[
+            ev("old", 1, RESERVED),
+            ev("new", 1, RESERVED),
+            ev("new", 1, RESERVED),
+        ],
+        at(1),
+    );
+    assert_eq!(
+        d.outcomes,
+        [
+            EventOutcome::Duplicate,
+            moved(S::InProgress, P::ProcessingPayment),
+            EventOutcome::Duplicate
+        ]
+    );
+    assert_eq!(d.writes.processed, ["new"]);
+    assert_eq!(d.writes.timeline.len(), 1);
+    assert_eq!(d.writes.outbox.len(), 1);
+}
+
+#[test]
+fn late_and_out_of_order_events_are_stale_but_recorded() {
+    // Payment before the reservation: stale; then the reservation moves
+    // it; a second reservation (another message) is stale too.
+    let d = decide_events(
+        &HashSet::new(),
+        vec![saga(1, S::InProgress, P::ReservingInventory)],
+        &[
+            ev("p", 1, PAID),
+            ev("r", 1, RESERVED),
+            ev("r2", 1, NOT_RESERVED),
+        ],
+        at(1),
+    );
+    assert_eq!(
+        d.outcomes,
+        [
+            EventOutcome::Stale,
+            moved(S::InProgress, P::ProcessingPayment),
+            EventOutcome::Stale
+        ]
+    );
+    assert_eq!(d.writes.processed, ["p", "r", "r2"]);
+    assert_eq!(d.writes.timeline.len(), 1);
+    // A finished saga ignores everything, and writes no saga row.
+    let d = decide_events(
+        &HashSet::new(),
+        vec![saga(1, S::Completed, P::Done)],
+        &[ev("x", 1, RESERVED), ev("y", 1, NOT_PAID)],
+        at(1),
+    );
+    assert_eq!(d.outcomes, [EventOutcome::Stale, EventOutcome::Stale]);
+    assert!(d.writes.sagas.is_empty() && d.writes.orders.is_empty());
+    assert!(d.ended.is_empty());
+}
+
+#[test]
+fn an_unknown_saga_is_not_recorded() {
+    let d = decide_events(
+        &HashSet::new(),
+        vec![saga(1, S::InProgress, P::ReservingInventory)],
+        &[
+            ev("u", 9, RESERVED),
+            ev("u", 9, RESERVED),
+            ev("k", 1, NOT_RESERVED),
+        ],
+        at(1),
+    );
+    assert_eq!(
+        d.outcomes,
+        [
+            EventOutcome::UnknownSaga,
+            EventOutcome::UnknownSaga,
+            moved(S::Failed, P::ReservingInventory)
+        ]
+    );
+    assert_eq!(d.writes.processed, ["k"]);
+    assert_eq!(
+        d.writes.sagas[0].failure_reason.as_deref(),
+        Some("because k")
+    );
+    assert_eq!(d.writes.orders[0].status, "FAILED");
+}
+
+#[test]
+fn a_long_reason_is_cut_to_its_column() {
+    let mut e = ev("a", 1, NOT_RESERVED);
+    e.reason = Some("é".repeat(300));
+    let d = decide_events(
+        &HashSet::new(),
+        vec![saga(1, S::InProgress, P::ReservingInventory)],
+        &[e],
+        at(1),
+    );
+    assert_eq!(
+        d.writes.timeline[0]
+            .reason
+            .as_ref()
+            .unwrap()
+            .chars()
+            .count(),
+        255
+    );
+    assert_eq!(
+        d.writes.sagas[0]
+            .failure_reason
+            .as_ref()
+            .unwrap()
+            .chars()
+            .count(),
+        255
+    );
+}
+
+#[test]
+fn an_unparsable_saga_state_is_stale() {
+    let (mut s, o) = saga(1, S::InProgress, P::ReservingInventory);
+    s.status = "WEIRD".into();
+    let d = decide_events(
+        &HashSet::new(),
+        vec![(s, o)],
+        &[ev("a", 1, RESERVED)],
+        at(1),
+    );
+    assert_eq!(d.outcomes, [EventOutcome::Stale]);
+    assert_eq!(d.writes.processed, ["a"]);
+}
+
+#[test]
+fn recovery_resends_only_a_stuck_saga_in_flight() {
+    let (s, o) = saga(1, S::InProgress, P::ProcessingPayment);
+    let r = decide_resend(
+        s.clone(),
+        o.clone(),
+        Resend::Stuck { cutoff: at(5) },
+        at(9),
+        "m".into(),
+        "t".into(),
+    )
+    .unwrap();
+    assert_eq!(r.action, "pending command re-sent");
+    assert_eq!(r.writes.outbox[0].message_id.as_deref(), Some("m"));
+    assert!(matches!(
+        r.writes.outbox[0].message,
+        Message::ProcessPayment(_)
+    ));
+    let tl = &r.writes.timeline[0];
+    assert_eq!(
+        (tl.event.as_str(), tl.message_id.as_deref()),
+        ("recovery.resend", Some("m"))
+    );
+    assert_eq!(tl.from_status.as_deref(), Some(tl.to_status.as_str()));
+    assert_eq!(r.writes.sagas[0].updated_at, at(9));
+    assert!(r.writes.orders.is_empty() && r.writes.processed.is_empty());
+    // Moved since the cutoff.
+    assert_eq!(
+        decide_resend(
+            s,
+            o,
+            Resend::Stuck {
+                cutoff: at(0) - chrono::Duration::seconds(1)
+            },
+            at(9),
+            "m".into(),
+            "t".into()
+        ),
+        Err(NotResent::NotStuck)
+    );
+    let (s, o) = saga(2, S::Completed, P::Done);
+    assert!(matches!(
+        decide_resend(
+            s,
+            o,
+            Resend::Stuck { cutoff: at(5) },
+            at(9),
+            "m".into(),
+            "t".into()
+        ),
+        Err(NotResent::NotInFlight { .. })
+    ));
+}
+
+#[test]
+fn an_operator_retries_a_failed_compensation_or_a_saga_in_flight() {
+    let (mut s, mut o) = saga(1, S::Failed, P::ReleasingInventory);
+    s.failure_reason = Some("payment declined".into());
+    o.status = "FAILED".into();
+    let r = decide_resend(s, o, Resend::Operator, at(9), "m".into(), "t".into()).unwrap();
+    assert_eq!(r.action, "release re-sent");
+    assert_eq!(r.writes.sagas[0].status, "COMPENSATING");
+    assert_eq!(
+        r.writes.sagas[0].failure_reason.as_deref(),
+        Some("payment declined")
+    );
+    assert_eq!(r.writes.timeline[0].event, "operator.retry");
+    assert!(matches!(r.writes.outbox[0].message, Message::Release(_)));
+    assert!(r.writes.orders.is_empty());
+
+    let (s, o) = saga(2, S::InProgress, P::ReservingInventory);
+    let r = decide_resend(s, o, Resend::Operator, at(9), "m".into(), "t".into()).unwrap();
+    assert_eq!(
+        (r.action, r.writes.timeline[0].event.as_str()),
+        ("pending command re-sent", "operator.resend")
+    );
+    assert!(matches!(r.writes.outbox[0].message, Message::Reserve(_)));
+
+    for (status, step) in [
+        (S::Completed, P::Done),
+        (S::Failed, P::ReservingInventory),
+        (S::Compensated, P::Done),
+    ] {
+        let (s, o) = saga(3, status, step);
+        assert_eq!(
+            decide_resend(s, o, Resend::Operator, at(9), "m".into(), "t".into()),
+            Err(NotResent::NotInFlight {
+                status: status.as_str().into(),
+                step: step.as_str().into()
+            })
+        );
+    }
+}

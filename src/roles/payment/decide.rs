@@ -1,0 +1,304 @@
+//! The payment rule as a pure function (no I/O): the payments already
+//! recorded for a batch's orders and the commands in arrival order in; the
+//! rows to insert, the processed message ids, the outcome events and one
+//! outcome per command out. The executor (`charge::execute`) reads, calls
+//! it and writes what it returns; a batch of one is the same call.
+//!
+//! The rule: at most one charge per order, ever. A repeated command (the
+//! order is in the table, or was charged earlier in the same batch) re-emits
+//! the recorded outcome, with the recorded amount, status and tx id, and
+//! writes no second row. An amount that is not positive or does not fit
+//! DECIMAL(12,2) is refused for that command, with a reason; it is never
+//! rounded or wrapped.
+
+use std::collections::HashMap;
+
+use rust_decimal::Decimal;
+
+use super::schema::payments;
+use crate::{
+    domain::Money,
+    messaging::{
+        contracts::{Message, PaymentResult},
+        outbox::Emit,
+    },
+};
+
+/// Why a declined payment failed, as recorded and sent.
+pub const DECLINED: &str = "payment declined";
+
+/// One command to decide, with what the caller drew for it before the
+/// transaction (so the decision stays a function of its input).
+#[derive(Clone, Debug)]
+pub struct PayCommand {
+    pub message_id: String,
+    pub trace_id: String,
+    pub saga_id: String,
+    pub order_id: String,
+    /// The amount as it arrived; checked here, not trusted.
+    pub amount: Decimal,
+    /// Drawn from `payment.failure_rate`: decline this charge.
+    pub declined: bool,
+    /// The transaction id a successful new charge records.
+    pub tx_id: String,
+}
+
+/// A payment already in the table (the columns the rule needs).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recorded {
+    pub order_id: String,
+    pub saga_id: String,
+    pub amount: Decimal,
+    pub status: String,
+    pub tx_id: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// A payment row to insert.
+#[derive(Clone, Debug, PartialEq, diesel::Insertable)]
+#[diesel(table_name = payments)]
+pub struct NewPayment {
+    pub order_id: String,
+    pub saga_id: String,
+    pub amount: Decimal,
+    pub status: &'static str,
+    pub tx_id: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// What happened to one command.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PayOutcome {
+    /// A new payment row (successful or declined); its result is sent.
+    Charged(PaymentResult),
+    /// The order was charged before: the recorded result is sent again.
+    Repeated(PaymentResult),
+    /// The command can never be charged (dead-letter it with this reason).
+    Refused(String),
+}
+
+/// Everything the executor writes for a batch, and one outcome per command.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PayDecision {
+    pub payments: Vec<NewPayment>,
+    /// Message ids of the handled commands, each once.
+    pub processed: Vec<String>,
+    pub outbox: Vec<Emit>,
+    pub outcomes: Vec<PayOutcome>,
+}
+
+/// Largest amount DECIMAL(12,2) holds.
+fn max_amount() -> Decimal {
+    Decimal::new(999_999_999_999, 2)
+}
+
+/// The amount as stored, or why it cannot be.
+pub fn check_amount(amount: Decimal) -> Result<Money, String> {
+    if amount <= Decimal::ZERO {
+        return Err(format!("amount {amount} must be positive"));
+    }
+    if amount > max_amount() {
+        return Err(format!("amount {amount} does not fit DECIMAL(12,2)"));
+    }
+    Money::new(amount).map_err(|e| format!("amount {amount} {e}"))
+}
+
+fn result_of(r: &Recorded, order_id: &str) -> PaymentResult {
+    PaymentResult {
+        saga_id: r.saga_id.clone(),
+        order_id: order_id.to_string(),
+        amount: Money::from_db(r.amount),
+        success: r.status == "SUCCESS",
+        tx_id: r.tx_id.clone(),
+        reason: r.reason.clone(),
+    }
+}
+
+/// Decides a batch of payment commands; see the module doc.
+pub fn decide(recorded: &[Recorded], cmds: &[PayCommand]) -> PayDecision {
+    let mut known: HashMap<&str, Recorded> = recorded
+        .iter()
+        .map(|r| (r.order_id.as_str(), r.clone()))
+        .collect();
+    let mut processed = std::collections::HashSet::new();
+    let mut d = PayDecision::default();
+    for (i, c) in cmds.iter().enumerate() {
+        let result = if let Some(r) = known.get(c.order_id.as_str()) {
+            PayOutcome::Repeated(result_of(r, &c.order_id))
+        } else {
+            let amount = match check_amount(c.amount) {
+                Ok(m) => m,
+                Err(reason) => {
+                    d.outcomes.push(PayOutcome::Refused(reason));
+                    continue;
+                }
+            };
+            let (status, tx_id, reason) = if c.declined {
+                ("FAILED", None, Some(DECLINED.to_string()))
+            } else {
+                ("SUCCESS", Some(c.tx_id.clone()), None)
+            };
+            let row = NewPayment {
+                order_id: c.order_id.clone(),
+                saga_id: c.saga_id.clone(),
+                amount: amount.decimal(),
+                status,
+                tx_id,
+                reason,
+            };
+            let rec = Recorded {
+                order_id: row.order_id.clone(),
+                saga_id: row.saga_id.clone(),
+                amount: row.amount,
+                status: status.to_string(),
+                tx_id: row.tx_id.clone(),
+                reason: row.reason.clone(),
+            };
+            let result = result_of(&rec, &c.order_id);
+            known.insert(&c.order_id, rec);
+            d.payments.push(row);
+            PayOutcome::Charged(result)
+        };
+        if processed.insert(c.message_id.as_str()) {
+            d.processed.push(c.message_id.clone());
+        }
+        let (PayOutcome::Charged(r) | PayOutcome::Repeated(r)) = &result else {
+            continue;
+        };
+        d.outbox.push(Emit {
+            item: i,
+            message: Message::PaymentProcessed(r.clone()),
+            trace_id: c.trace_id.clone(),
+            message_id: None,
+        });
+        d.outcomes.push(result);
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(n: usize, order: &str, amount: &str) -> PayCommand {
+        PayCommand {
+            message_id: format!("m{n}"),
+            trace_id: format!("t{n}"),
+            saga_id: format!("s-{order}"),
+            order_id: order.to_string(),
+            amount: amount.parse().unwrap(),
+            declined: false,
+            tx_id: format!("tx{n}"),
+        }
+    }
+
+    fn charged(d: &PayDecision, i: usize) -> &PaymentResult {
+        match &d.outcomes[i] {
+            PayOutcome::Charged(r) => r,
+            other => panic!("command {i}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn new_orders_are_charged_once_each() {
+        let mut declined = cmd(2, "b", "5.00");
+        declined.declined = true;
+        let d = decide(&[], &[cmd(1, "a", "199.98"), declined]);
+        assert_eq!(d.payments.len(), 2);
+        assert_eq!(d.processed, ["m1", "m2"]);
+        let a = charged(&d, 0);
+        assert!(a.success);
+        assert_eq!(a.tx_id.as_deref(), Some("tx1"));
+        assert_eq!(a.amount.to_string(), "199.98");
+        let b = charged(&d, 1);
+        assert!(!b.success);
+        assert_eq!(
+            (b.tx_id.as_deref(), b.reason.as_deref()),
+            (None, Some(DECLINED))
+        );
+        assert_eq!(d.payments[1].status, "FAILED");
+        assert_eq!(d.outbox.len(), 2);
+        assert_eq!(d.outbox[1].item, 1);
+        assert_eq!(d.outbox[1].trace_id, "t2");
+    }
+
+    #[test]
+    fn a_repeat_in_the_batch_re_emits_the_first_charge() {
+        // The repeat drew "decline" and another tx id: neither is used.
+        let mut again = cmd(2, "a", "199.98");
+        again.declined = true;
+        let d = decide(&[], &[cmd(1, "a", "199.98"), again, cmd(1, "a", "199.98")]);
+        assert_eq!(d.payments.len(), 1);
+        assert_eq!(d.processed, ["m1", "m2"]);
+        let first = charged(&d, 0).clone();
+        assert_eq!(d.outcomes[1], PayOutcome::Repeated(first.clone()));
+        assert_eq!(d.outcomes[2], PayOutcome::Repeated(first));
+        assert_eq!(d.outbox.len(), 3);
+    }
+
+    #[test]
+    fn a_repeat_of_a_recorded_payment_re_emits_it() {
+        let rec = Recorded {
+            order_id: "a".into(),
+            saga_id: "s-a".into(),
+            amount: "12.30".parse().unwrap(),
+            status: "FAILED".into(),
+            tx_id: None,
+            reason: Some(DECLINED.into()),
+        };
+        // Even with another amount: the recorded one is what was charged.
+        let d = decide(&[rec], &[cmd(7, "a", "99.00")]);
+        assert!(d.payments.is_empty());
+        assert_eq!(d.processed, ["m7"]);
+        let PayOutcome::Repeated(r) = &d.outcomes[0] else {
+            panic!("{:?}", d.outcomes[0]);
+        };
+        assert_eq!(
+            (r.success, r.amount.to_string(), r.reason.as_deref()),
+            (false, "12.30".to_string(), Some(DECLINED))
+        );
+        assert_eq!(d.outbox[0].message, Message::PaymentProcessed(r.clone()));
+    }
+
+    #[test]
+    fn extreme_amounts_are_exact_or_refused() {
+        let d = decide(
+            &[],
+            &[
+                cmd(1, "max", "9999999999.99"),
+                cmd(2, "min", "0.01"),
+                cmd(3, "three", "1.005"),
+                cmd(4, "big", "10000000000.00"),
+                cmd(5, "zero", "0"),
+                cmd(6, "neg", "-1.00"),
+                cmd(7, "trailing", "1.500"),
+            ],
+        );
+        assert_eq!(charged(&d, 0).amount.to_string(), "9999999999.99");
+        assert_eq!(charged(&d, 1).amount.to_string(), "0.01");
+        for (i, want) in [
+            (2, "more than two decimals"),
+            (3, "does not fit DECIMAL(12,2)"),
+            (4, "must be positive"),
+            (5, "must be positive"),
+        ] {
+            match &d.outcomes[i] {
+                PayOutcome::Refused(r) => assert!(r.contains(want), "{r}"),
+                other => panic!("command {i}: {other:?}"),
+            }
+        }
+        assert_eq!(charged(&d, 6).amount.to_string(), "1.50");
+        // Refused commands write nothing and are not recorded as processed.
+        assert_eq!(d.payments.len(), 3);
+        assert_eq!(d.processed, ["m1", "m2", "m7"]);
+        assert_eq!(d.outbox.len(), 3);
+        assert_eq!(d.outcomes.len(), 7);
+    }
+
+    #[test]
+    fn a_refused_command_does_not_block_a_valid_one_for_the_order() {
+        let d = decide(&[], &[cmd(1, "a", "0.001"), cmd(2, "a", "3.00")]);
+        assert!(matches!(d.outcomes[0], PayOutcome::Refused(_)));
+        assert_eq!(charged(&d, 1).amount.to_string(), "3.00");
+    }
+}

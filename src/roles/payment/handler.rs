@@ -1,0 +1,108 @@
+//! The consumer of `payment.commands`: parses a batch of deliveries and
+//! charges the valid ones through the one executor (`charge::execute`).
+
+use async_trait::async_trait;
+use rand::Rng;
+
+use super::{
+    charge::{self, Charged},
+    decide::{PayCommand, PayOutcome},
+};
+use crate::{
+    context::AppState,
+    db::batch::ItemFailure,
+    messaging::{
+        consumer::{Delivery, Handler, Outcome},
+        contracts::Message,
+        topology::RK_PAY,
+    },
+};
+
+pub struct PaymentHandler {
+    pub ctx: AppState,
+}
+
+#[async_trait]
+impl Handler for PaymentHandler {
+    async fn handle_batch(&self, ds: &[Delivery]) -> Vec<Outcome> {
+        let mut outcomes: Vec<Option<Outcome>> = (0..ds.len()).map(|_| None).collect();
+        let (mut idx, mut cmds) = (Vec::new(), Vec::new());
+        // Drawn before the transaction, so the decision is a function of
+        // its input and a retried attempt decides the same.
+        let rate = self.ctx.config.payment.failure_rate;
+        for (i, d) in ds.iter().enumerate() {
+            match Message::parse(&d.routing_key, &d.body) {
+                Ok(Message::ProcessPayment(c)) => {
+                    idx.push(i);
+                    cmds.push(PayCommand {
+                        message_id: d.message_id.clone(),
+                        trace_id: d.trace_id.clone(),
+                        saga_id: c.saga_id,
+                        order_id: c.order_id,
+                        amount: c.amount.decimal(),
+                        declined: rate > 0.0 && rand::rng().random::<f64>() < rate,
+                        tx_id: uuid::Uuid::new_v4().to_string(),
+                    });
+                }
+                Ok(other) => {
+                    outcomes[i] = Some(Outcome::DeadLetter(format!(
+                        "{} does not belong on payment.commands",
+                        other.routing_key()
+                    )))
+                }
+                Err(e) => outcomes[i] = Some(Outcome::DeadLetter(e.to_string())),
+            }
+        }
+        if !cmds.is_empty() {
+            let results = charge::execute(&charge::runner(&self.ctx), &cmds).await;
+            let mut msgs = Vec::new();
+            for ((&i, c), r) in idx.iter().zip(&cmds).zip(results) {
+                outcomes[i] = Some(match r {
+                    Ok(Charged { outcome, msg }) => {
+                        msgs.extend(msg);
+                        settle(c, outcome)
+                    }
+                    Err(ItemFailure::Transient(e)) => {
+                        tracing::warn!(order_id = %c.order_id, saga_id = %c.saga_id, trace_id = %c.trace_id, command = RK_PAY, error = %e, "payment command not handled for now; retrying");
+                        Outcome::Retry(e)
+                    }
+                    Err(ItemFailure::Permanent(e)) => {
+                        tracing::error!(order_id = %c.order_id, saga_id = %c.saga_id, trace_id = %c.trace_id, command = RK_PAY, error = %e, "payment command fails alone every time; dead-lettering it");
+                        Outcome::DeadLetter(e)
+                    }
+                });
+            }
+            // Committed: hand the outcome events to the relay.
+            self.ctx.outbox.enqueue(msgs);
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Outcome::Retry("no outcome".into())))
+            .collect()
+    }
+
+    async fn handle(&self, d: &Delivery) -> Outcome {
+        self.handle_batch(std::slice::from_ref(d))
+            .await
+            .pop()
+            .unwrap_or_else(|| Outcome::Retry("no outcome".into()))
+    }
+}
+
+/// The delivery's outcome, logged.
+fn settle(c: &PayCommand, outcome: PayOutcome) -> Outcome {
+    match outcome {
+        PayOutcome::Charged(r) => {
+            tracing::info!(order_id = %c.order_id, saga_id = %c.saga_id, trace_id = %c.trace_id, command = RK_PAY, success = r.success, "payment command handled");
+            Outcome::Ack
+        }
+        PayOutcome::Repeated(r) => {
+            tracing::info!(order_id = %c.order_id, saga_id = %c.saga_id, trace_id = %c.trace_id, command = RK_PAY, success = r.success, "repeated payment command: re-emitted the recorded outcome");
+            Outcome::Ack
+        }
+        PayOutcome::Refused(reason) => {
+            tracing::warn!(order_id = %c.order_id, saga_id = %c.saga_id, trace_id = %c.trace_id, command = RK_PAY, reason = %reason, "payment command refused");
+            Outcome::DeadLetter(reason)
+        }
+    }
+}
