@@ -197,8 +197,9 @@ macro_rules! role_section {
 role_section!(OrderConfig {});
 
 role_section!(InventoryConfig {
-    /// Attempts at a reserve that hits a transient database error
-    /// (deadlock, lock wait timeout) before the reserve is rejected.
+    /// Attempts at a batch of inventory commands that hits a transient
+    /// database error (deadlock, lock wait timeout, lost connection) before
+    /// its commands go to the retry queue.
     reserve_max_retries: u32,
 });
 
@@ -390,7 +391,7 @@ impl Config {
             }
         }
         AmqpEndpoint::parse(&self.rabbitmq.url)
-        .map_err(|e| anyhow::anyhow!("invalid configuration: rabbitmq.url: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("invalid configuration: rabbitmq.url: {e}"))?;
         if self.rabbitmq.prefetch == 0 {
             bail!("invalid configuration: rabbitmq.prefetch must be at least 1");
         }
@@ -619,9 +620,13 @@ mod tests {
 
     #[test]
     fn decodes_amqp_urls() {
-        let e = AmqpEndpoint::parse(&SecretUrl::new("amqp://us%40er:p%2Fw@mq.local:5673/%2f")).unwrap();
+        let e =
+            AmqpEndpoint::parse(&SecretUrl::new("amqp://us%40er:p%2Fw@mq.local:5673/%2f")).unwrap();
         assert_eq!((e.user.as_str(), e.password.as_str()), ("us@er", "p/w"));
-        assert_eq!((e.host.as_str(), e.port, e.vhost.as_str()), ("mq.local", 5673, "/"));
+        assert_eq!(
+            (e.host.as_str(), e.port, e.vhost.as_str()),
+            ("mq.local", 5673, "/")
+        );
         let e = AmqpEndpoint::parse(&SecretUrl::new("amqps://h/v?heartbeat=7")).unwrap();
         assert_eq!((e.tls, e.port, e.heartbeat), (true, 5671, Some(7)));
         assert_eq!(percent_decode("a%2Fb%"), "a/b%");

@@ -134,7 +134,9 @@ async fn reserves_whose_sum_wraps_an_i32_are_all_rejected_in_one_batch() {
     for n in [8, 16] {
         let pid = product_id();
         s.add_product(pid, 10).await;
-        let msgs: Vec<Message> = (0..n).map(|_| Message::Reserve(reserve(pid, HUGE))).collect();
+        let msgs: Vec<Message> = (0..n)
+            .map(|_| Message::Reserve(reserve(pid, HUGE)))
+            .collect();
         one_batch(&s, &msgs).await;
         assert_eq!(stock(&mut conn, pid).await, (10, 0), "{n} reserves");
         let rows = logs(&mut conn, pid).await;
@@ -169,7 +171,13 @@ async fn a_batch_past_i32_max_is_served_first_come_first_served() {
     s.add_product(pid, 1_000_000_000).await;
     // 2.6e9 in all: the first two fit, the third does not, the fourth
     // takes what is left, the fifth finds nothing.
-    let qty = [400_000_000, 500_000_000, 600_000_000, 100_000_000, 1_000_000_000];
+    let qty = [
+        400_000_000,
+        500_000_000,
+        600_000_000,
+        100_000_000,
+        1_000_000_000,
+    ];
     let cmds: Vec<InventoryCommand> = qty.iter().map(|&q| reserve(pid, q)).collect();
     let msgs: Vec<Message> = cmds.iter().cloned().map(Message::Reserve).collect();
     one_batch(&s, &msgs).await;
@@ -236,10 +244,14 @@ async fn huge_reserves_waiting_in_the_queue_are_all_rejected() {
     assert!(logs(&mut conn, pid).await.iter().all(|r| !r.3));
     assert_invariants(&mut conn, pid, 10).await;
     // Each one answered, with its rejection.
-    eventually("16 results in order.events", Duration::from_secs(30), || {
-        let p = &p;
-        async move { (p.depth("order.events").await == 16).then_some(()) }
-    })
+    eventually(
+        "16 results in order.events",
+        Duration::from_secs(30),
+        || {
+            let p = &p;
+            async move { (p.depth("order.events").await == 16).then_some(()) }
+        },
+    )
     .await;
     s.teardown().await;
 }
