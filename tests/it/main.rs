@@ -9,6 +9,7 @@ mod bench;
 mod fuzz;
 mod harness;
 mod ids;
+mod inventory_props;
 mod inventory_rules;
 mod observability;
 mod proxy;
