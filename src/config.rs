@@ -197,8 +197,9 @@ macro_rules! role_section {
 role_section!(OrderConfig {});
 
 role_section!(InventoryConfig {
-    /// Attempts at a reserve that hits a transient database error
-    /// (deadlock, lock wait timeout) before the reserve is rejected.
+    /// Attempts at a batch of inventory commands that hits a transient
+    /// database error (deadlock, lock wait timeout, lost connection) before
+    /// its commands go to the retry queue.
     reserve_max_retries: u32,
 });
 

@@ -215,6 +215,12 @@ impl Stack {
         self.http = Client::new(Duration::from_secs(15));
     }
 
+    /// The context of a running role (pool, outbox, metrics, config), for
+    /// tests that call its handlers directly.
+    pub fn ctx(&self, role: Role) -> dop::context::AppState {
+        self.running[&role].ctx.clone()
+    }
+
     pub fn url(&self, role: Role, path: &str) -> String {
         format!("http://{}{path}", self.addrs[&role])
     }

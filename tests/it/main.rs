@@ -13,6 +13,8 @@ mod fuzz;
 mod harness;
 mod ids;
 mod integrity;
+mod inventory_props;
+mod inventory_rules;
 mod observability;
 mod proxy;
 mod reliability;

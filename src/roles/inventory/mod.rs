@@ -1,8 +1,10 @@
 //! The inventory role: stock levels over HTTP, and the reserve/release
-//! commands from `inventory.commands`.
+//! commands from `inventory.commands` (`commands` consumes them, `exec`
+//! runs them in one transaction per batch, `decide` holds the rules).
 
-pub mod batch;
 pub mod commands;
+pub mod decide;
+pub mod exec;
 pub mod routes;
 pub mod schema;
 pub mod stock;
