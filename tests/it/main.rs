@@ -9,6 +9,7 @@ mod bench;
 mod fuzz;
 mod harness;
 mod ids;
+mod lost_commit;
 mod observability;
 mod proxy;
 mod reliability;
