@@ -42,7 +42,12 @@ async fn post(s: &Stack, user: i64, key: Option<&str>) -> Response {
     ));
     let headers: Vec<(&str, &str)> = key.map(|k| ("idempotency-key", k)).into_iter().collect();
     s.http
-        .send(Method::POST, &s.url(Role::Order, "/orders"), Some(body), &headers)
+        .send(
+            Method::POST,
+            &s.url(Role::Order, "/orders"),
+            Some(body),
+            &headers,
+        )
         .await
         .expect("POST /orders")
 }
@@ -94,10 +99,7 @@ async fn a_lost_commit_reply_places_the_order_once() {
     let (id, saga, replayed) = created(&post(&s, 7, None).await);
     assert_eq!(proxy.replies_lost(), 1, "the commit reply was not lost");
     assert!(!replayed);
-    assert_eq!(
-        orders_in_db(&s).await,
-        HashMap::from([(id.clone(), saga)])
-    );
+    assert_eq!(orders_in_db(&s).await, HashMap::from([(id.clone(), saga)]));
 
     // The same with an Idempotency-Key: created (not replayed), once; the
     // key then replays it.
@@ -170,7 +172,11 @@ async fn lost_commit_replies_under_concurrent_orders_place_each_once() {
         );
     }
     for (_, _, (id, saga, _)) in &answers {
-        assert_eq!(db.get(id), Some(saga), "answered {id} is not in the database");
+        assert_eq!(
+            db.get(id),
+            Some(saga),
+            "answered {id} is not in the database"
+        );
         ids.insert(id.clone());
     }
     assert_eq!(ids.len(), 22);

@@ -52,7 +52,18 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// A proxy that copies bytes both ways.
     pub async fn start(upstream: &str) -> Proxy {
+        Self::start_with(upstream, false).await
+    }
+
+    /// A proxy for a MySQL server, through which replies can be lost
+    /// (`lose_replies`).
+    pub async fn start_mysql(upstream: &str) -> Proxy {
+        Self::start_with(upstream, true).await
+    }
+
+    async fn start_with(upstream: &str, mysql: bool) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().unwrap();
         let up = Arc::new(AtomicBool::new(true));
@@ -62,7 +73,7 @@ impl Proxy {
         let (up2, conns2, lose2) = (up.clone(), conns.clone(), lose.clone());
         let accept = tokio::spawn(async move {
             loop {
-                let Ok((client, _)) = listener.accept().await else {
+                let Ok((mut client, _)) = listener.accept().await else {
                     return;
                 };
                 if !up2.load(Ordering::SeqCst) {
@@ -72,8 +83,13 @@ impl Proxy {
                 let upstream = upstream.clone();
                 let lose = lose2.clone();
                 let h = tokio::spawn(async move {
-                    if let Ok(server) = TcpStream::connect(&upstream).await {
+                    let Ok(mut server) = TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    if mysql {
                         pipe(client, server, &lose).await;
+                    } else {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                     }
                 });
                 conns2.lock().unwrap().push(h);
@@ -108,8 +124,9 @@ impl Proxy {
     /// The next `times` MySQL commands that `matches` are delivered to the
     /// server, which runs them to their last reply packet; that reply is
     /// swallowed and the connection closed on both sides, as when the
-    /// network fails right after a COMMIT reached the server. Only for
-    /// plain-text MySQL (no TLS, no compression), as the tests connect.
+    /// network fails right after a COMMIT reached the server. Only on a
+    /// proxy from `start_mysql`, for plain-text MySQL (no TLS, no
+    /// compression), as the tests connect.
     pub fn lose_replies(&self, times: usize, matches: Matcher) {
         *self.lose.armed.lock().unwrap() = (times, Some(matches));
     }
