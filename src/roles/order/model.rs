@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::schema::{orders, saga_events, saga_states};
 use crate::domain::Money;
 
-#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[derive(Clone, Debug, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = orders)]
 #[diesel(check_for_backend(diesel::mysql::Mysql))]
 pub struct OrderRow {
