@@ -147,7 +147,7 @@ impl Stack {
             None
         };
         let db_proxy = if opts.db_proxy {
-            let p = Proxy::start("127.0.0.1:3306").await;
+            let p = Proxy::start_mysql("127.0.0.1:3306").await;
             for url in [
                 &mut cfg.order.database_url,
                 &mut cfg.inventory.database_url,

@@ -15,6 +15,7 @@ mod ids;
 mod integrity;
 mod inventory_props;
 mod inventory_rules;
+mod lost_commit;
 mod observability;
 mod proxy;
 mod reliability;

@@ -6,6 +6,7 @@ pub mod decide;
 pub mod model;
 pub mod orchestrator;
 pub mod orders;
+pub mod place;
 pub mod recovery;
 pub mod routes;
 pub mod sagas;

@@ -1,30 +1,62 @@
-//! Group commit for POST /orders. Requests that arrive while a transaction
-//! is being written wait for the next one and go in together: one
-//! transaction, sent in one round trip (db::script), with a multi-row insert
-//! each of orders, sagas, timeline rows and outbox rows. Under light load a batch is one order and nothing
+//! Group commit for POST /orders, the one way an order is placed. Requests
+//! that arrive while a transaction is being written wait for the next one
+//! and go in together: one transaction, sent in one round trip
+//! (db::script), with a multi-row insert each of orders, sagas, timeline
+//! rows and outbox rows. Under light load a batch is one order and nothing
 //! waits; under heavy load the database does a fraction of the statements.
-//! Orders with an Idempotency-Key, and any batch that fails, take the
-//! one-by-one path (`orders::place`), which owns the error handling.
+//!
+//! Every order's ids are made before its first attempt (`place::Planned`)
+//! and an attempt is read + decide (`place::decide`) + write, run by
+//! `db::batch::Runner`. The read is skipped when there is nothing to learn:
+//! no Idempotency-Key in the batch and a first attempt (fresh ids exist
+//! nowhere). After a failed attempt, whose commit may have happened with
+//! its reply lost, the read asks which of the batch's order ids exist, and
+//! only the missing orders are written.
 
-use std::sync::Arc;
+use std::{
+    collections::HashSet,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::{
-    orders::{self, NewOrder, Placed, Rows},
+    model::OrderRow,
+    orders::{NewOrder, Placed},
+    place::{self, Outcome, Planned, Seen, ToRead},
     schema::{orders as orders_t, saga_events, saga_states},
 };
-use crate::{context::AppState, db::Script, http::ApiError, messaging::outbox};
+use crate::{
+    backoff::Backoff,
+    context::AppState,
+    db::{
+        batch::{AttemptError, ItemFailure, Runner},
+        cached::{pad, Cached},
+        Conn, Script,
+    },
+    http::ApiError,
+    messaging::outbox,
+};
 
 /// Most orders in one transaction.
 const MAX_BATCH: usize = 64;
 /// Transactions in flight at once: one commits while the next batch
 /// gathers (more only compete with each other for the CPU).
 const WRITERS: usize = 2;
+/// Attempts at a batch (contention, a concurrent request's key, a lost
+/// connection) before its orders are answered 503; with this backoff a
+/// database that is gone answers within a second.
+const ATTEMPTS: u32 = 4;
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(200));
 
 struct Job {
-    new: NewOrder,
-    trace_id: String,
+    plan: Planned,
     reply: oneshot::Sender<Result<Placed, ApiError>>,
 }
 
@@ -32,7 +64,6 @@ struct Job {
 #[derive(Clone)]
 pub struct OrderWriter {
     tx: mpsc::Sender<Job>,
-    ctx: AppState,
 }
 
 impl OrderWriter {
@@ -42,30 +73,21 @@ impl OrderWriter {
         let tasks = (0..WRITERS)
             .map(|_| tokio::spawn(write_loop(ctx.clone(), rx.clone())))
             .collect();
-        (Self { tx, ctx }, tasks)
+        (Self { tx }, tasks)
     }
 
-    /// Places an order (with its saga and first command).
+    /// Places an order (with its saga and first command), or answers from
+    /// the order an Idempotency-Key already names.
     pub async fn place(
         &self,
         new: NewOrder,
         key: Option<String>,
         trace_id: String,
     ) -> Result<Placed, ApiError> {
-        if key.is_some() {
-            return orders::place(&self.ctx, new, key, &trace_id).await;
-        }
+        // The ids are made here, once: every attempt writes these rows.
+        let plan = Planned::new(new, key, &trace_id);
         let (reply, rx) = oneshot::channel();
-        if self
-            .tx
-            .send(Job {
-                new,
-                trace_id,
-                reply,
-            })
-            .await
-            .is_err()
-        {
+        if self.tx.send(Job { plan, reply }).await.is_err() {
             return Err(ApiError::not_ready("shutting down"));
         }
         rx.await
@@ -82,46 +104,134 @@ async fn write_loop(ctx: AppState, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
                 return;
             }
         }
-        let rows: Vec<Rows> = batch
-            .iter()
-            .map(|j| orders::rows(&j.new, None, &j.trace_id))
-            .collect();
-        match write_many(&ctx, &rows).await {
-            Ok(()) => {
-                ctx.outbox
-                    .enqueue(rows.iter().map(|r| r.cmd.clone()).collect());
-                for (job, r) in batch.drain(..).zip(rows) {
-                    tracing::info!(order_id = %r.row.id, saga_id = %r.row.saga_id, trace_id = %job.trace_id, "order placed");
-                    let _ = job.reply.send(Ok(Placed {
-                        order: r.row,
+        let (plans, replies): (Vec<Planned>, Vec<_>) =
+            batch.drain(..).map(|j| (j.plan, j.reply)).unzip();
+        let runner = Runner {
+            name: "orders",
+            pool: &ctx.pool,
+            metrics: &ctx.metrics,
+            backoff: BACKOFF,
+            attempts: ATTEMPTS,
+        };
+        // Owned (an Arc, not a borrowed flag): the spawned loop must be
+        // Send, and rustc cannot prove that for an async closure holding
+        // a borrow.
+        let tried = Arc::new(AtomicBool::new(false));
+        let results = runner
+            .run(&plans, async move |conn: &mut Conn, part: &[Planned]| {
+                // Any attempt after the first may follow a commit whose
+                // reply was lost (a split part too): look for its ids.
+                let after_failure = tried.swap(true, Ordering::Relaxed);
+                attempt(conn, part, after_failure).await
+            })
+            .await;
+        let mut msgs = Vec::new();
+        for ((plan, reply), result) in plans.into_iter().zip(replies).zip(results) {
+            let answer = match result {
+                Ok(Outcome::Created) => {
+                    let o = plan.rows.row;
+                    tracing::info!(order_id = %o.id, saga_id = %o.saga_id, trace_id = %o.trace_id, "order placed");
+                    msgs.push(plan.rows.cmd);
+                    Ok(Placed {
+                        order: o,
                         created: true,
-                    }));
+                    })
                 }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, orders = batch.len(), "batched insert failed; placing one by one");
-                for job in batch.drain(..) {
-                    let r = orders::place(&ctx, job.new, None, &job.trace_id).await;
-                    let _ = job.reply.send(r);
+                Ok(Outcome::Replayed(order)) => Ok(Placed {
+                    order,
+                    created: false,
+                }),
+                Ok(Outcome::Conflict) => Err(ApiError::conflict(
+                    "Idempotency-Key was already used with a different request body",
+                )),
+                // The runner logged and counted every failed attempt.
+                Err(ItemFailure::Transient(_)) => {
+                    Err(ApiError::not_ready("database unavailable, try again"))
                 }
-            }
+                Err(ItemFailure::Permanent(reason)) => Err(ApiError::internal(anyhow::anyhow!(
+                    "placing order {} failed: {reason}",
+                    plan.rows.row.id
+                ))),
+            };
+            let _ = reply.send(answer);
+        }
+        // Committed: hand the reserve commands to the relay. An order found
+        // written by a lost attempt is sent too (the sweeper would send it
+        // later anyway; consumers are idempotent).
+        if !msgs.is_empty() {
+            ctx.outbox.enqueue(msgs);
         }
     }
 }
 
-async fn write_many(ctx: &AppState, rows: &[Rows]) -> anyhow::Result<()> {
-    let mut conn = ctx.pool.get().await?;
-    let o: Vec<_> = rows.iter().map(|r| &r.row).collect();
-    let s: Vec<_> = rows.iter().map(|r| &r.saga).collect();
-    let e: Vec<_> = rows.iter().map(|r| &r.event).collect();
-    let m: Vec<_> = rows.iter().map(|r| r.cmd.clone()).collect();
-    // The whole transaction in one round trip (db::script).
-    let mut script = Script::new();
-    script
-        .push(&diesel::insert_into(orders_t::table).values(o))?
-        .push(&diesel::insert_into(saga_states::table).values(s))?
-        .push(&diesel::insert_into(saga_events::table).values(e))?
-        .push(&outbox::insert_statement(&m))?;
-    conn.run_in_transaction(&script).await?;
-    Ok(())
+/// One attempt at a batch: read what is needed, decide, write the new
+/// orders in one transaction and one round trip.
+async fn attempt(
+    conn: &mut Conn,
+    part: &[Planned],
+    after_failure: bool,
+) -> Result<Vec<Outcome>, AttemptError> {
+    let seen = read(conn, part, after_failure).await?;
+    let d = place::decide(part, &seen);
+    if !d.insert.is_empty() {
+        let rows: Vec<&place::Rows> = d.insert.iter().map(|&i| &part[i].rows).collect();
+        let o: Vec<_> = rows.iter().map(|r| &r.row).collect();
+        let s: Vec<_> = rows.iter().map(|r| &r.saga).collect();
+        let e: Vec<_> = rows.iter().map(|r| &r.event).collect();
+        let m: Vec<_> = rows.iter().map(|r| r.cmd.clone()).collect();
+        let mut script = Script::new();
+        script
+            .push(&diesel::insert_into(orders_t::table).values(o))?
+            .push(&diesel::insert_into(saga_states::table).values(s))?
+            .push(&diesel::insert_into(saga_events::table).values(e))?
+            .push(&outbox::insert_statement(&m))?;
+        conn.run_in_transaction(&script).await?;
+    }
+    Ok(d.outcomes)
+}
+
+/// What `place::to_read` asks for, in one cached read; nothing, and no
+/// round trip, when it asks for nothing.
+async fn read(
+    conn: &mut Conn,
+    part: &[Planned],
+    after_failure: bool,
+) -> Result<Seen, AttemptError> {
+    let ToRead { ids, keys } = place::to_read(part, after_failure);
+    let rows: Vec<OrderRow> = match (ids.is_empty(), keys.is_empty()) {
+        (true, true) => return Ok(Seen::default()),
+        (false, true) => {
+            Cached(
+                orders_t::table
+                    .filter(orders_t::id.eq_any(pad(&ids)))
+                    .select(OrderRow::as_select()),
+            )
+            .load(&mut **conn)
+            .await?
+        }
+        (true, false) => {
+            Cached(
+                orders_t::table
+                    .filter(orders_t::idempotency_key.eq_any(pad(&keys)))
+                    .select(OrderRow::as_select()),
+            )
+            .load(&mut **conn)
+            .await?
+        }
+        (false, false) => {
+            Cached(
+                orders_t::table
+                    .filter(
+                        orders_t::id
+                            .eq_any(pad(&ids))
+                            .or(orders_t::idempotency_key.eq_any(pad(&keys))),
+                    )
+                    .select(OrderRow::as_select()),
+            )
+            .load(&mut **conn)
+            .await?
+        }
+    };
+    let own: HashSet<&str> = ids.into_iter().collect();
+    Ok(Seen::from_rows(rows, &own))
 }
