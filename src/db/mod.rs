@@ -11,18 +11,3 @@ pub mod script;
 pub use errors::{classify, is_contention, is_duplicate, is_retryable, ErrorClass};
 pub use pool::{connect_pool, Conn, DbPool, PoolError};
 pub use script::Script;
-
-/// Why a batched transaction did not do the batch.
-#[derive(Debug)]
-pub enum BatchError {
-    /// Something in the batch is for the one-by-one path (a duplicate, an
-    /// unknown saga...): the transaction was rolled back.
-    Fallback,
-    Db(diesel::result::Error),
-}
-
-impl From<diesel::result::Error> for BatchError {
-    fn from(e: diesel::result::Error) -> Self {
-        BatchError::Db(e)
-    }
-}

@@ -56,18 +56,10 @@ pub enum Outcome {
 
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
-    async fn handle(&self, delivery: &Delivery) -> Outcome;
-
-    /// Handles deliveries that arrived together, one outcome each, in
-    /// order. The default handles them one by one; a handler overrides it
-    /// to do the work of many in one transaction.
-    async fn handle_batch(&self, deliveries: &[Delivery]) -> Vec<Outcome> {
-        let mut out = Vec::with_capacity(deliveries.len());
-        for d in deliveries {
-            out.push(self.handle(d).instrument(delivery_span("", d)).await);
-        }
-        out
-    }
+    /// Handles deliveries that arrived together (one or many: the same
+    /// code), returning one outcome each, in order. A wrong count is an
+    /// error the consumer logs, counts and answers by retrying the batch.
+    async fn handle_batch(&self, deliveries: &[Delivery]) -> Vec<Outcome>;
 
     /// Batches of this queue handled at once. Several overlap their
     /// commits; a handler whose batches all lock the same few rows (stock
@@ -473,29 +465,6 @@ async fn settle_in_span(
     settle(ctx, channel, tag, d, outcome).instrument(span).await
 }
 
-/// Finishes a batch: deliveries the batch path settled keep their outcome,
-/// the rest go through `handle` one by one, each in its own span.
-pub async fn one_by_one<H: Handler + ?Sized>(
-    handler: &H,
-    service: &str,
-    ds: &[Delivery],
-    settled: Vec<Option<Outcome>>,
-) -> Vec<Outcome> {
-    let mut out = Vec::with_capacity(ds.len());
-    for (d, o) in ds.iter().zip(settled) {
-        out.push(match o {
-            Some(o) => o,
-            None => {
-                handler
-                    .handle(d)
-                    .instrument(delivery_span(service, d))
-                    .await
-            }
-        });
-    }
-    out
-}
-
 /// The span of one delivery (for logs that name it).
 pub fn delivery_span(service: &str, d: &Delivery) -> tracing::Span {
     tracing::info_span!(
@@ -739,9 +708,6 @@ mod tests {
 
     #[async_trait]
     impl Handler for Faulty {
-        async fn handle(&self, _: &Delivery) -> Outcome {
-            Outcome::Ack
-        }
         async fn handle_batch(&self, ds: &[Delivery]) -> Vec<Outcome> {
             if ds.iter().any(|d| d.body == b"panic") {
                 panic!("injected fault");

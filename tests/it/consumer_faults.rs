@@ -40,10 +40,6 @@ struct Faulty {
 
 #[async_trait]
 impl Handler for Faulty {
-    async fn handle(&self, _: &Delivery) -> Outcome {
-        unreachable!("the consumer only calls handle_batch")
-    }
-
     async fn handle_batch(&self, ds: &[Delivery]) -> Vec<Outcome> {
         if ds.iter().any(|d| d.body == b"panic") {
             panic!("injected fault for {}", ds.len());

@@ -140,12 +140,4 @@ impl Handler for InventoryHandler {
     fn max_batch(&self) -> usize {
         usize::MAX
     }
-
-    /// A batch of one.
-    async fn handle(&self, d: &Delivery) -> Outcome {
-        self.handle_batch(std::slice::from_ref(d))
-            .await
-            .pop()
-            .unwrap_or_else(|| Outcome::Retry("no outcome".into()))
-    }
 }

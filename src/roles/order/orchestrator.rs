@@ -142,11 +142,4 @@ impl Handler for Orchestrator {
             .map(|o| o.unwrap_or_else(|| Outcome::Retry("no outcome".into())))
             .collect()
     }
-
-    async fn handle(&self, d: &Delivery) -> Outcome {
-        self.handle_batch(std::slice::from_ref(d))
-            .await
-            .pop()
-            .unwrap_or_else(|| Outcome::Retry("no outcome".into()))
-    }
 }

@@ -80,13 +80,6 @@ impl Handler for PaymentHandler {
             .map(|o| o.unwrap_or_else(|| Outcome::Retry("no outcome".into())))
             .collect()
     }
-
-    async fn handle(&self, d: &Delivery) -> Outcome {
-        self.handle_batch(std::slice::from_ref(d))
-            .await
-            .pop()
-            .unwrap_or_else(|| Outcome::Retry("no outcome".into()))
-    }
 }
 
 /// The delivery's outcome, logged.
