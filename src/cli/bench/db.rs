@@ -1,10 +1,10 @@
 //! `dop bench --mode db`: the database's ceiling on this machine, without
-//! dop. Scratch schemas `dop_bench_orders`, `dop_bench_inventory` and
-//! `dop_bench_payments` are created with the real migrations; workers then
-//! run the five transactions of one saga (create order + saga; reserve
-//! with its log; payment with its processed event; two saga updates with
-//! their processed events; see `db_tx`) back to back, `concurrency` sagas
-//! in flight. The outbox rows are left out.
+//! the broker and HTTP. Scratch schemas `dop_bench_orders`,
+//! `dop_bench_inventory` and `dop_bench_payments` are created with the real
+//! migrations; workers then run the five transactions of one saga (create
+//! order + saga; reserve with its log; payment with its processed event;
+//! two saga events with their processed ids; see `db_tx`) back to back
+//! through the roles' own executors, `concurrency` sagas in flight.
 
 use std::{
     sync::{
@@ -172,6 +172,7 @@ async fn measure(urls: &[(Role, SecretUrl); 3], o: &DbOpts) -> anyhow::Result<Db
         orders,
         inventory,
         payments,
+        metrics: crate::observability::Metrics::new("bench"),
     });
     let shared = Arc::new(Shared {
         tx: Mutex::new(stats::histogram()?),

@@ -34,7 +34,7 @@ use super::{
 };
 use crate::{
     backoff::Backoff,
-    context::AppState,
+    context::{AppState, Ctx},
     db::{
         batch::{AttemptError, ItemFailure, Runner},
         cached::{pad, Cached},
@@ -106,25 +106,7 @@ async fn write_loop(ctx: AppState, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
         }
         let (plans, replies): (Vec<Planned>, Vec<_>) =
             batch.drain(..).map(|j| (j.plan, j.reply)).unzip();
-        let runner = Runner {
-            name: "orders",
-            pool: &ctx.pool,
-            metrics: &ctx.metrics,
-            backoff: BACKOFF,
-            attempts: ATTEMPTS,
-        };
-        // Owned (an Arc, not a borrowed flag): the spawned loop must be
-        // Send, and rustc cannot prove that for an async closure holding
-        // a borrow.
-        let tried = Arc::new(AtomicBool::new(false));
-        let results = runner
-            .run(&plans, async move |conn: &mut Conn, part: &[Planned]| {
-                // Any attempt after the first may follow a commit whose
-                // reply was lost (a split part too): look for its ids.
-                let after_failure = tried.swap(true, Ordering::Relaxed);
-                attempt(conn, part, after_failure).await
-            })
-            .await;
+        let results = execute(&runner(&ctx), &plans).await;
         let mut msgs = Vec::new();
         for ((plan, reply), result) in plans.into_iter().zip(replies).zip(results) {
             let answer = match result {
@@ -162,6 +144,35 @@ async fn write_loop(ctx: AppState, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
             ctx.outbox.enqueue(msgs);
         }
     }
+}
+
+/// The Runner of order batches (`batch_failures_total{batch="orders"}`).
+pub fn runner(ctx: &Ctx) -> Runner<'_> {
+    Runner {
+        name: "orders",
+        pool: &ctx.pool,
+        metrics: &ctx.metrics,
+        backoff: BACKOFF,
+        attempts: ATTEMPTS,
+    }
+}
+
+/// Places `plans` (arrival order) through `runner`: one result per plan.
+/// The reserve commands of created orders are committed; the caller
+/// enqueues them on the relay.
+pub async fn execute(runner: &Runner<'_>, plans: &[Planned]) -> Vec<Result<Outcome, ItemFailure>> {
+    // Owned (an Arc, not a borrowed flag): the spawned write loop must be
+    // Send, and rustc cannot prove that for an async closure holding a
+    // borrow.
+    let tried = Arc::new(AtomicBool::new(false));
+    runner
+        .run(plans, async move |conn: &mut Conn, part: &[Planned]| {
+            // Any attempt after the first may follow a commit whose reply
+            // was lost (a split part too): look for its ids.
+            let after_failure = tried.swap(true, Ordering::Relaxed);
+            attempt(conn, part, after_failure).await
+        })
+        .await
 }
 
 /// One attempt at a batch: read what is needed, decide, write the new
