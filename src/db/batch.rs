@@ -49,7 +49,10 @@ pub enum AttemptError {
     Pool(String),
     /// `attempt` returned a different number of results than it got
     /// items: a bug, never a reason to ack.
-    Count { got: usize, expected: usize },
+    Count {
+        got: usize,
+        expected: usize,
+    },
 }
 
 impl From<diesel::result::Error> for AttemptError {

@@ -115,7 +115,7 @@ impl managed::Manager for Manager {
         let mark = broken.clone();
         inner.set_instrumentation(move |event: InstrumentationEvent<'_>| {
             if let InstrumentationEvent::FinishQuery { error: Some(e), .. } = event {
-                if super::errors::is_retryable(e) && !super::errors::is_contention(e) {
+                if super::errors::classify(e) == super::errors::ErrorClass::Connection {
                     mark.store(true, Ordering::Relaxed);
                 }
             }

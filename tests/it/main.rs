@@ -6,6 +6,7 @@ mod admin;
 mod amqp_writes;
 mod api;
 mod bench;
+mod db_errors;
 mod fuzz;
 mod harness;
 mod ids;
