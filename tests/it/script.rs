@@ -745,3 +745,26 @@ mod random {
         }
     }
 }
+
+/// The pool's write mode decides how a script runs, on both paths roles
+/// use; a pool that ignored it would run prepared scripts as text.
+#[tokio::test]
+async fn the_pools_write_mode_decides_how_scripts_run() {
+    let (name, _, _) = round_trip_db().await;
+    for (mode, want) in [
+        (dop::config::WriteMode::Text, 0),
+        (dop::config::WriteMode::Prepared, 3),
+    ] {
+        let pool = pool_with(&name, mode);
+        let mut conn = pool.get().await.unwrap();
+        let mut script = Script::new();
+        for id in 0..3 {
+            script
+                .push(&diesel::delete(rt::table.filter(rt::id.eq(id))))
+                .unwrap();
+        }
+        let got = crate::harness::script_executes(&mut conn, &script).await;
+        assert_eq!(got, (want, want), "{mode:?}: prepared statements executed");
+    }
+    drop_db(&name).await;
+}
