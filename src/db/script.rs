@@ -10,12 +10,18 @@
 //! three wakeups of a server thread per statement on a 2-core machine
 //! (docs/design/batching.md has the measurement).
 //!
-//! Safety: every string and byte value is written as a hexadecimal literal
-//! with a charset introducer (`_utf8mb4 X'6f6b'`), so no value can end a
-//! literal or change the statement whatever it holds and whatever the
-//! server's `sql_mode`; numbers and times are formatted from typed values.
+//! Safety: a string or byte value is written verbatim between quotes only
+//! when it holds no quote, backslash or control character, otherwise as a
+//! hexadecimal literal (with a charset introducer for text,
+//! `_utf8mb4 X'6f6b'`), so no value can end a literal or change the
+//! statement whatever it holds and whatever the server's `sql_mode`;
+//! numbers and times are formatted from typed values.
 //! A statement whose placeholder count does not match its values is
 //! refused. Reads stay prepared statements: they need their rows back.
+//!
+//! `database.write_mode = "prepared"` runs the same statements as prepared
+//! statements instead, one round trip each. docs/design/sql-text.md lists
+//! the diesel internals this module relies on and how it is tested.
 
 use diesel::{
     mysql::{data_types::MysqlTime, Mysql, MysqlQueryBuilder, MysqlType, MysqlValue},
