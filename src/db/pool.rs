@@ -42,7 +42,9 @@ impl Conn {
     /// a connection whose run did not finish here (a cancelled future, a
     /// lost server) is discarded by the pool instead of reused mid-script.
     /// In the prepared write mode the same transaction takes one round trip
-    /// per statement.
+    /// per statement; a run abandoned part-way leaves its transaction open
+    /// on a connection the pool then closes, so the server rolls it back:
+    /// still whole or not at all.
     pub async fn run_in_transaction(&mut self, script: &Script) -> diesel::QueryResult<()> {
         use diesel_async::SimpleAsyncConnection;
         if script.is_empty() {
