@@ -11,7 +11,7 @@ WORKDIR /src
 
 # Dependency layer: compile every crate in Cargo.lock against a dummy main, so
 # that a change under src/ rebuilds only dop itself. It is invalidated only
-# when Cargo.toml, Cargo.lock or the vendored amqprs (vendor/amqprs/PATCHED.md)
+# when Cargo.toml, Cargo.lock or the vendored crates (vendor/*/PATCHED.md)
 # change.
 COPY Cargo.toml Cargo.lock ./
 COPY vendor ./vendor

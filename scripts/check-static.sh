@@ -31,6 +31,8 @@
 #   checkov              checkov -d deploy/terraform --skip-download --framework
 #                        terraform: no failed check (skips are inline, with reasons)
 #   shell-scripts        shellcheck -x on every *.sh under scripts/ and deploy/scripts/
+#   vendored-crates      scripts/check_vendor.py: every crate under vendor/ is the
+#                        crates.io source (checksum pinned) plus vendor/<crate>.patch
 #
 # Tools are pinned and installed once into $DOP_TOOLS_DIR (default
 # ~/.cache/dop-static-tools): a Python venv (PyPI) and an npm prefix; the
@@ -248,6 +250,8 @@ fi
 if [[ $sc_ok == 1 ]]; then
     run_check shell-scripts check_shellcheck
 fi
+
+run_check vendored-crates python3 scripts/check_vendor.py
 
 say ""
 say "static checks took $((SECONDS - started))s"

@@ -31,6 +31,9 @@ cargo clippy --locked --all-targets -- -D warnings
 step "unit, integration and end-to-end tests"
 cargo nextest run --locked --no-fail-fast
 
+step "the saga tests again, every write a prepared statement (database.write_mode)"
+DOP_DATABASE__WRITE_MODE=prepared cargo nextest run --locked --no-fail-fast -E 'test(/saga::/)'
+
 if ((quick)); then exit 0; fi
 
 step "release build (the same command as the Dockerfile)"

@@ -148,6 +148,7 @@ pub struct Config {
     pub outbox: OutboxConfig,
     pub admin: AdminConfig,
     pub shutdown: ShutdownConfig,
+    pub database: DatabaseConfig,
 }
 
 /// What every role has: its port and its database.
@@ -158,6 +159,29 @@ pub struct DbRole {
     pub pool_size: usize,
     pub pool_timeout: Duration,
     pub ca_file: Option<std::path::PathBuf>,
+    /// How `db::Script` sends the writes of a transaction.
+    pub write_mode: WriteMode,
+}
+
+/// How the writes of a batched transaction (`db::Script`) reach the server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteMode {
+    /// The values written into the SQL as literals, every statement of the
+    /// transaction in one round trip (docs/design/sql-text.md).
+    #[default]
+    Text,
+    /// Each statement a prepared statement with its bound values, one round
+    /// trip each: the reference the text mode is tested against, and a way
+    /// out should the text mode ever be in doubt.
+    Prepared,
+}
+
+/// Settings shared by the roles' databases.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct DatabaseConfig {
+    /// `text` or `prepared` (`DOP_DATABASE__WRITE_MODE`).
+    pub write_mode: WriteMode,
 }
 
 // Each role's section repeats the database keys rather than flattening a
@@ -188,6 +212,7 @@ macro_rules! role_section {
                     pool_size: self.pool_size,
                     pool_timeout: self.pool_timeout,
                     ca_file: self.database_ca_file.clone(),
+                    write_mode: WriteMode::default(),
                 }
             }
         }
@@ -320,6 +345,9 @@ impl Default for Config {
             shutdown: ShutdownConfig {
                 grace: Duration::from_secs(20),
             },
+            database: DatabaseConfig {
+                write_mode: WriteMode::Text,
+            },
         }
     }
 }
@@ -405,11 +433,13 @@ impl Config {
     }
 
     pub fn db(&self, role: Role) -> DbRole {
-        match role {
+        let mut db = match role {
             Role::Order => self.order.db(),
             Role::Inventory => self.inventory.db(),
             Role::Payment => self.payment.db(),
-        }
+        };
+        db.write_mode = self.database.write_mode;
+        db
     }
 
     /// The effective configuration as TOML, secrets redacted.
@@ -609,6 +639,20 @@ mod tests {
             let cfg = Config::finish(fig, &MapEnv(HashMap::new()), None).unwrap();
             assert_eq!(cfg.order.port, 7000);
             assert_eq!(cfg.recovery.interval, Duration::from_secs(2));
+            assert_eq!(cfg.db(Role::Order).write_mode, WriteMode::Text);
+            jail.set_env("DOP_DATABASE__WRITE_MODE", "prepared");
+            let fig = Figment::from(Serialized::defaults(Config::default()))
+                .merge(Env::prefixed("DOP_").split("__"));
+            let cfg = Config::finish(fig, &MapEnv(HashMap::new()), None).unwrap();
+            for role in Role::ALL {
+                assert_eq!(cfg.db(role).write_mode, WriteMode::Prepared);
+            }
+            jail.set_env("DOP_DATABASE__WRITE_MODE", "binary");
+            let fig = Figment::from(Serialized::defaults(Config::default()))
+                .merge(Env::prefixed("DOP_").split("__"));
+            let err = Config::finish(fig, &MapEnv(HashMap::new()), None).unwrap_err();
+            assert!(err.to_string().contains("database.write_mode"), "{err}");
+            jail.set_env("DOP_DATABASE__WRITE_MODE", "text");
             jail.set_env("DOP_ORDER__PORT", "70000");
             let fig = Figment::from(Serialized::defaults(Config::default()))
                 .merge(Env::prefixed("DOP_").split("__"));

@@ -15,37 +15,58 @@ use std::{
 };
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
-use diesel::connection::InstrumentationEvent;
+use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel_async::{AsyncConnection, AsyncMysqlConnection};
 
 use super::Script;
-use crate::config::DbRole;
+use crate::config::{DbRole, WriteMode};
 
 /// A pooled connection and the mark its instrumentation sets.
 pub struct Conn {
     inner: AsyncMysqlConnection,
     broken: Arc<AtomicBool>,
+    /// How `Script`s run on this connection (`database.write_mode`).
+    write_mode: WriteMode,
     /// A transaction of `run_in_transaction` may still be open (its future
     /// was dropped part-way): the connection must not be reused.
     open_script: bool,
 }
 
 impl Conn {
-    /// Runs `script` as one transaction in one round trip:
+    /// Runs `script` as one transaction. In the text write mode, in one
+    /// round trip:
     /// `START TRANSACTION`, its statements, `COMMIT`. The server stops at a
     /// failing statement and leaves the transaction open, so a failure is
     /// rolled back before returning. Once sent, the script is the server's
     /// to finish, whole or not at all, as with a COMMIT whose reply is lost;
     /// a connection whose run did not finish here (a cancelled future, a
     /// lost server) is discarded by the pool instead of reused mid-script.
+    /// In the prepared write mode the same transaction takes one round trip
+    /// per statement; a run abandoned part-way leaves its transaction open
+    /// on a connection the pool then closes, so the server rolls it back:
+    /// still whole or not at all.
     pub async fn run_in_transaction(&mut self, script: &Script) -> diesel::QueryResult<()> {
         use diesel_async::SimpleAsyncConnection;
         if script.is_empty() {
             return Ok(());
         }
         self.open_script = true;
-        let sql = format!("START TRANSACTION;\n{};\nCOMMIT", script.sql());
-        match self.inner.batch_execute(&sql).await {
+        let run = match self.write_mode {
+            WriteMode::Text => {
+                let sql = format!("START TRANSACTION;\n{};\nCOMMIT", script.sql());
+                self.inner.batch_execute(&sql).await
+            }
+            WriteMode::Prepared => {
+                let inner = &mut self.inner;
+                async {
+                    inner.batch_execute("START TRANSACTION").await?;
+                    script.run_prepared(inner).await?;
+                    inner.batch_execute("COMMIT").await
+                }
+                .await
+            }
+        };
+        match run {
             Ok(()) => {
                 self.open_script = false;
                 Ok(())
@@ -103,6 +124,35 @@ pub async fn connect(
 pub struct Manager {
     url: String,
     ca_file: Option<PathBuf>,
+    write_mode: WriteMode,
+}
+
+/// The instrumentation of a pooled connection: it marks the connection
+/// broken when a query failed for want of the server, and it is where
+/// `Script::run`, handed a bare `AsyncMysqlConnection` inside a diesel
+/// transaction, finds the pool's write mode (diesel's instrumentation can
+/// be downcast; the connection has no other slot for our data).
+struct PoolInstrumentation {
+    broken: Arc<AtomicBool>,
+    write_mode: WriteMode,
+}
+
+impl Instrumentation for PoolInstrumentation {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::FinishQuery { error: Some(e), .. } = event {
+            if super::errors::classify(e) == super::errors::ErrorClass::Connection {
+                self.broken.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The write mode of the pool `conn` comes from; text for a connection
+/// opened outside a pool.
+pub fn write_mode(conn: &mut AsyncMysqlConnection) -> WriteMode {
+    conn.instrumentation()
+        .downcast_ref::<PoolInstrumentation>()
+        .map_or(WriteMode::Text, |i| i.write_mode)
 }
 
 impl managed::Manager for Manager {
@@ -112,17 +162,14 @@ impl managed::Manager for Manager {
     async fn create(&self) -> Result<Conn, diesel::ConnectionError> {
         let mut inner = connect(&self.url, self.ca_file.as_deref()).await?;
         let broken = Arc::new(AtomicBool::new(false));
-        let mark = broken.clone();
-        inner.set_instrumentation(move |event: InstrumentationEvent<'_>| {
-            if let InstrumentationEvent::FinishQuery { error: Some(e), .. } = event {
-                if super::errors::is_retryable(e) && !super::errors::is_contention(e) {
-                    mark.store(true, Ordering::Relaxed);
-                }
-            }
+        inner.set_instrumentation(PoolInstrumentation {
+            broken: broken.clone(),
+            write_mode: self.write_mode,
         });
         Ok(Conn {
             inner,
             broken,
+            write_mode: self.write_mode,
             open_script: false,
         })
     }
@@ -149,6 +196,7 @@ pub fn connect_pool(db: &DbRole) -> anyhow::Result<DbPool> {
     let manager = Manager {
         url: db.database_url.expose().to_string(),
         ca_file: db.ca_file.clone(),
+        write_mode: db.write_mode,
     };
     let pool = managed::Pool::builder(manager)
         .max_size(db.pool_size)

@@ -10,26 +10,46 @@
 //! three wakeups of a server thread per statement on a 2-core machine
 //! (docs/design/batching.md has the measurement).
 //!
-//! Safety: every string and byte value is written as a hexadecimal literal
-//! with a charset introducer (`_utf8mb4 X'6f6b'`), so no value can end a
-//! literal or change the statement whatever it holds and whatever the
-//! server's `sql_mode`; numbers and times are formatted from typed values.
+//! Safety: a string or byte value is written verbatim between quotes only
+//! when it holds no quote, backslash or control character, otherwise as a
+//! hexadecimal literal (with a charset introducer for text,
+//! `_utf8mb4 X'6f6b'`), so no value can end a literal or change the
+//! statement whatever it holds and whatever the server's `sql_mode`;
+//! numbers and times are formatted from typed values.
 //! A statement whose placeholder count does not match its values is
 //! refused. Reads stay prepared statements: they need their rows back.
+//!
+//! `database.write_mode = "prepared"` runs the same statements as prepared
+//! statements instead, one round trip each. docs/design/sql-text.md lists
+//! the diesel internals this module relies on and how it is tested.
 
 use diesel::{
     mysql::{data_types::MysqlTime, Mysql, MysqlQueryBuilder, MysqlType, MysqlValue},
-    query_builder::{bind_collector::RawBytesBindCollector, QueryBuilder, QueryFragment},
+    query_builder::{
+        bind_collector::RawBytesBindCollector, AstPass, QueryBuilder, QueryFragment, QueryId,
+    },
     result::Error,
-    QueryResult,
+    serialize::{Output, ToSql},
+    sql_types, QueryResult,
 };
-use diesel_async::{AsyncMysqlConnection, SimpleAsyncConnection};
+use diesel_async::{AsyncMysqlConnection, RunQueryDsl, SimpleAsyncConnection};
 
-/// Statements to run together, in order.
+use crate::config::WriteMode;
+
+/// Statements to run together, in order. Each is kept twice: as text with
+/// its values inlined (the `text` write mode) and as its SQL with
+/// placeholders plus the bytes diesel bound (the `prepared` write mode).
 #[derive(Default)]
 pub struct Script {
     sql: String,
-    statements: usize,
+    statements: Vec<Collected>,
+}
+
+/// One statement as diesel built it: the SQL with `?` placeholders and,
+/// for each, the value's MySQL type and its bytes (`None` for NULL).
+struct Collected {
+    sql: String,
+    binds: Vec<(MysqlType, Option<RawValue>)>,
 }
 
 impl Script {
@@ -39,60 +59,185 @@ impl Script {
 
     /// Appends a diesel statement with its values inlined.
     pub fn push<Q: QueryFragment<Mysql>>(&mut self, query: &Q) -> QueryResult<&mut Self> {
-        let sql = inline(query)?;
-        self.push_sql(&sql);
+        let collected = collect(query)?;
+        if !self.statements.is_empty() {
+            self.sql.push_str(";\n");
+        }
+        render(&collected, &mut self.sql)?;
+        self.statements.push(collected);
         Ok(self)
     }
 
-    fn push_sql(&mut self, sql: &str) {
-        if self.statements > 0 {
-            self.sql.push_str(";\n");
-        }
-        self.sql.push_str(sql);
-        self.statements += 1;
-    }
-
     pub fn is_empty(&self) -> bool {
-        self.statements == 0
+        self.statements.is_empty()
     }
 
+    /// The statements as one text, values inlined.
     pub fn sql(&self) -> &str {
         &self.sql
     }
 
-    /// Runs every statement in one round trip. The server stops at the
-    /// first failing statement and returns its error; run it inside a
+    /// Runs every statement, in the write mode of the pool `conn` comes
+    /// from (`database.write_mode`; text for a connection of no pool). In
+    /// text mode all of them go in one round trip; in prepared mode each is
+    /// a prepared statement with its values. Either way the server stops at
+    /// the first failing statement and returns its error; run it inside a
     /// transaction so that nothing before the failure stays.
     pub async fn run(&self, conn: &mut AsyncMysqlConnection) -> QueryResult<()> {
+        match super::pool::write_mode(conn) {
+            WriteMode::Text => self.run_text(conn).await,
+            WriteMode::Prepared => self.run_prepared(conn).await,
+        }
+    }
+
+    pub(crate) async fn run_text(&self, conn: &mut AsyncMysqlConnection) -> QueryResult<()> {
         if self.is_empty() {
             return Ok(());
         }
         conn.batch_execute(&self.sql).await
     }
+
+    pub(crate) async fn run_prepared(&self, conn: &mut AsyncMysqlConnection) -> QueryResult<()> {
+        for statement in &self.statements {
+            Replay(statement).execute(conn).await?;
+        }
+        Ok(())
+    }
 }
 
 /// The SQL of `query` with every bound value written in as a literal.
 pub fn inline<Q: QueryFragment<Mysql>>(query: &Q) -> QueryResult<String> {
+    let mut out = String::new();
+    render(&collect(query)?, &mut out)?;
+    Ok(out)
+}
+
+/// The SQL and the bound values of `query`, as diesel sends them.
+fn collect<Q: QueryFragment<Mysql>>(query: &Q) -> QueryResult<Collected> {
     let mut qb = MysqlQueryBuilder::new();
     query.to_sql(&mut qb, &Mysql)?;
     let sql = qb.finish();
     let mut binds = RawBytesBindCollector::<Mysql>::new();
     query.collect_binds(&mut binds, &mut (), &Mysql)?;
-    let mut values = binds.metadata.into_iter().zip(binds.binds);
-    let mut out = String::with_capacity(sql.len() * 2);
-    for (i, part) in sql.split('?').enumerate() {
+    let binds: Vec<_> = binds
+        .metadata
+        .into_iter()
+        .zip(binds.binds.into_iter().map(|b| b.map(RawValue)))
+        .collect();
+    if sql.matches('?').count() != binds.len() {
+        return Err(unsupported("placeholders and values differ in number"));
+    }
+    Ok(Collected { sql, binds })
+}
+
+/// Appends the text of `c`, its values written in as literals.
+fn render(c: &Collected, out: &mut String) -> QueryResult<()> {
+    out.reserve(c.sql.len() * 2);
+    let mut values = c.binds.iter();
+    for (i, part) in c.sql.split('?').enumerate() {
         if i > 0 {
             let (ty, value) = values
                 .next()
                 .ok_or_else(|| unsupported("more placeholders than values"))?;
-            literal(&mut out, ty, value.as_deref())?;
+            literal(out, *ty, value.as_ref().map(|v| v.0.as_slice()))?;
         }
         out.push_str(part);
     }
     if values.next().is_some() {
         return Err(unsupported("more values than placeholders"));
     }
-    Ok(out)
+    Ok(())
+}
+
+/// A collected statement sent again as a prepared statement: the same SQL
+/// and the same value bytes under the same MySQL types, so the server gets
+/// what diesel would have sent for the original query.
+struct Replay<'a>(&'a Collected);
+
+impl QueryId for Replay<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl QueryFragment<Mysql> for Replay<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Mysql>) -> QueryResult<()> {
+        // Multi-row statements have a new text per batch size: caching
+        // them would fill the statement cache with one-offs.
+        out.unsafe_to_cache_prepared();
+        let mut values = self.0.binds.iter();
+        for (i, part) in self.0.sql.split('?').enumerate() {
+            if i > 0 {
+                let (ty, value) = values
+                    .next()
+                    .ok_or_else(|| unsupported("more placeholders than values"))?;
+                bind_raw(&mut out, *ty, value)?;
+            }
+            out.push_sql(part);
+        }
+        Ok(())
+    }
+}
+
+/// The bytes diesel's `ToSql` wrote for one value, written back verbatim.
+#[derive(Debug)]
+struct RawValue(Vec<u8>);
+
+macro_rules! raw_to_sql {
+    ($($st:ty),*) => {$(
+        impl ToSql<$st, Mysql> for RawValue {
+            fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Mysql>) -> diesel::serialize::Result {
+                use std::io::Write;
+                out.write_all(&self.0)?;
+                Ok(diesel::serialize::IsNull::No)
+            }
+        }
+    )*};
+}
+
+raw_to_sql!(
+    sql_types::TinyInt,
+    sql_types::SmallInt,
+    sql_types::Integer,
+    sql_types::BigInt,
+    sql_types::Unsigned<sql_types::TinyInt>,
+    sql_types::Unsigned<sql_types::SmallInt>,
+    sql_types::Unsigned<sql_types::Integer>,
+    sql_types::Unsigned<sql_types::BigInt>,
+    sql_types::Numeric,
+    sql_types::Date,
+    sql_types::Datetime,
+    sql_types::Timestamp,
+    sql_types::Text,
+    sql_types::Binary
+);
+
+/// Binds `value` under a diesel SQL type whose MySQL type is `ty`, so the
+/// bind carries the same type tag as the original.
+fn bind_raw<'b>(
+    out: &mut AstPass<'_, 'b, Mysql>,
+    ty: MysqlType,
+    value: &'b Option<RawValue>,
+) -> QueryResult<()> {
+    use sql_types::{Nullable as N, Unsigned as U, *};
+    match ty {
+        MysqlType::Tiny => out.push_bind_param::<N<TinyInt>, _>(value),
+        MysqlType::Short => out.push_bind_param::<N<SmallInt>, _>(value),
+        MysqlType::Long => out.push_bind_param::<N<Integer>, _>(value),
+        MysqlType::LongLong => out.push_bind_param::<N<BigInt>, _>(value),
+        MysqlType::UnsignedTiny => out.push_bind_param::<N<U<TinyInt>>, _>(value),
+        MysqlType::UnsignedShort => out.push_bind_param::<N<U<SmallInt>>, _>(value),
+        MysqlType::UnsignedLong => out.push_bind_param::<N<U<Integer>>, _>(value),
+        MysqlType::UnsignedLongLong => out.push_bind_param::<N<U<BigInt>>, _>(value),
+        MysqlType::Numeric => out.push_bind_param::<N<Numeric>, _>(value),
+        MysqlType::Date => out.push_bind_param::<N<Date>, _>(value),
+        MysqlType::DateTime => out.push_bind_param::<N<Datetime>, _>(value),
+        MysqlType::Timestamp => out.push_bind_param::<N<Timestamp>, _>(value),
+        MysqlType::String => out.push_bind_param::<N<Text>, _>(value),
+        MysqlType::Blob => out.push_bind_param::<N<Binary>, _>(value),
+        _ => Err(unsupported(
+            "a value of a type dop does not write in batches",
+        )),
+    }
 }
 
 fn unsupported(what: &str) -> Error {
@@ -169,7 +314,7 @@ fn literal(out: &mut String, ty: MysqlType, value: Option<&[u8]>) -> QueryResult
                 t.year, t.month, t.day, t.hour, t.minute, t.second, t.second_part
             )
         }
-        MysqlType::String | MysqlType::Enum | MysqlType::Set if plain(b) => {
+        MysqlType::String if plain(b) => {
             // Nothing in it that a quoted literal treats specially in any
             // sql_mode: written as it is (half the bytes of hex to parse).
             out.push_str("_utf8mb4'");
@@ -177,7 +322,7 @@ fn literal(out: &mut String, ty: MysqlType, value: Option<&[u8]>) -> QueryResult
             out.push('\'');
             Ok(())
         }
-        MysqlType::String | MysqlType::Blob | MysqlType::Enum | MysqlType::Set => {
+        MysqlType::String | MysqlType::Blob => {
             // The introducer keeps a hex literal a character string in the
             // connection's charset (utf8mb4, set by diesel-async on
             // connect), so comparisons still use the column's index and

@@ -108,6 +108,8 @@ impl Stack {
         assert!(perms.status.is_success(), "permissions: {}", perms.text());
 
         let mut cfg = Config::default();
+        // scripts/test.sh runs the saga tests once more in prepared mode.
+        cfg.database.write_mode = write_mode();
         cfg.order.database_url = SecretUrl::new(format!("{MYSQL}/dop_t_{id}_orders"));
         cfg.inventory.database_url = SecretUrl::new(format!("{MYSQL}/dop_t_{id}_inventory"));
         cfg.payment.database_url = SecretUrl::new(format!("{MYSQL}/dop_t_{id}_payments"));
@@ -248,6 +250,11 @@ impl Stack {
         TestPublisher { conn, confirm }
     }
 
+    /// The database pool of a running role.
+    pub fn pool(&self, role: Role) -> dop::db::DbPool {
+        self.running[&role].ctx.pool.clone()
+    }
+
     /// A connection to one role's database.
     pub async fn db(&self, role: Role) -> diesel_async::AsyncMysqlConnection {
         use diesel_async::AsyncConnection;
@@ -375,6 +382,53 @@ impl Stack {
         }
         drop_all(&self.id, &self.vhost).await;
     }
+}
+
+/// The write mode `DOP_DATABASE__WRITE_MODE` asks for (text when unset),
+/// as the roles of a `Stack` get it.
+pub fn write_mode() -> dop::config::WriteMode {
+    match std::env::var("DOP_DATABASE__WRITE_MODE").as_deref() {
+        Err(_) | Ok("text") => dop::config::WriteMode::Text,
+        Ok("prepared") => dop::config::WriteMode::Prepared,
+        Ok(other) => panic!("DOP_DATABASE__WRITE_MODE={other}: text or prepared"),
+    }
+}
+
+/// Prepared statements this session has executed (`Com_stmt_execute`).
+pub async fn stmt_executes(c: &mut diesel_async::AsyncMysqlConnection) -> i64 {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(
+        "SELECT CAST(VARIABLE_VALUE AS SIGNED) AS n FROM information_schema.SESSION_STATUS \
+         WHERE VARIABLE_NAME = 'COM_STMT_EXECUTE'",
+    )
+    .get_result::<N>(c)
+    .await
+    .expect("read Com_stmt_execute")
+    .n
+}
+
+/// Prepared statements executed by running `script` on `conn` the two ways
+/// roles run one: `Script::run` inside a diesel transaction, and
+/// `Conn::run_in_transaction`; each count net of the status read itself.
+pub async fn script_executes(conn: &mut dop::db::Conn, script: &dop::db::Script) -> (i64, i64) {
+    use diesel_async::AsyncConnection;
+    let a = stmt_executes(conn).await;
+    let b = stmt_executes(conn).await;
+    let own = b - a;
+    conn.transaction::<_, diesel::result::Error, _>(async |c| script.run(c).await)
+        .await
+        .expect("Script::run");
+    let c = stmt_executes(conn).await;
+    conn.run_in_transaction(script)
+        .await
+        .expect("run_in_transaction");
+    let d = stmt_executes(conn).await;
+    (c - b - own, d - c - own)
 }
 
 /// Drops a scratch database a test made outside a `Stack`.

@@ -7,6 +7,7 @@ mod amqp_writes;
 mod api;
 mod bench;
 mod consumer_faults;
+mod db_errors;
 mod exec_payment;
 mod exec_saga;
 mod fuzz;

@@ -401,3 +401,35 @@ async fn every_role_killed_mid_saga_recovers() {
     let _: Value = json!(null);
     s.teardown().await;
 }
+
+/// The roles write in the mode the configuration asks for: scripts/test.sh
+/// runs these tests once with `DOP_DATABASE__WRITE_MODE=prepared`, and this
+/// one fails if that setting does not reach the roles' pools.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_roles_write_in_the_configured_mode() {
+    let s = Stack::start(Opts {
+        roles: vec![Role::Order],
+        ..Opts::default()
+    })
+    .await;
+    let mode = crate::harness::write_mode();
+    assert_eq!(s.cfg.database.write_mode, mode);
+    let mut script = dop::db::Script::new();
+    for id in ["none-1", "none-2"] {
+        script
+            .push(
+                &diesel::sql_query("UPDATE orders SET status = status WHERE id = ?")
+                    .bind::<diesel::sql_types::Text, _>(id),
+            )
+            .unwrap();
+    }
+    let mut conn = s.pool(Role::Order).get().await.unwrap();
+    let got = crate::harness::script_executes(&mut conn, &script).await;
+    let want = match mode {
+        dop::config::WriteMode::Text => 0,
+        dop::config::WriteMode::Prepared => 2,
+    };
+    assert_eq!(got, (want, want), "{mode:?}: prepared statements executed");
+    drop(conn);
+    s.teardown().await;
+}

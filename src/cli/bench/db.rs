@@ -94,6 +94,7 @@ async fn fresh(role: Role, url: &SecretUrl, pool_size: usize) -> anyhow::Result<
         pool_size,
         pool_timeout: Duration::from_secs(30),
         ca_file: None,
+        write_mode: Default::default(),
     })
 }
 
