@@ -16,6 +16,8 @@
 //! - Every failed attempt is logged with its cause and counted in
 //!   `batch_failures_total{batch, cause}`.
 
+use std::time::Duration;
+
 use super::{errors::ErrorClass, pool::DbPool, Conn};
 use crate::{backoff::Backoff, observability::Metrics};
 
@@ -39,6 +41,34 @@ pub struct Runner<'a> {
     pub backoff: Backoff,
     /// Attempts per part before its items fail as transient.
     pub attempts: u32,
+}
+
+/// The wait between attempts of every executor: short, since contention
+/// clears in milliseconds, capped so a retry never holds a delivery long.
+pub const BACKOFF: Backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(200));
+/// Attempts per part unless the role configures its own.
+pub const ATTEMPTS: u32 = 5;
+
+impl<'a> Runner<'a> {
+    /// A runner with the default backoff and attempts; `name` is its
+    /// `batch` label.
+    pub fn new(name: &'static str, pool: &'a DbPool, metrics: &'a Metrics) -> Self {
+        Self {
+            name,
+            pool,
+            metrics,
+            backoff: BACKOFF,
+            attempts: ATTEMPTS,
+        }
+    }
+
+    /// The same runner with its own attempt budget (at least one).
+    pub fn attempts(self, attempts: u32) -> Self {
+        Self {
+            attempts: attempts.max(1),
+            ..self
+        }
+    }
 }
 
 /// Why one attempt failed.

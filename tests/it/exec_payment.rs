@@ -14,7 +14,6 @@ use std::time::Duration;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use dop::{
-    backoff::Backoff,
     db::batch::{ItemFailure, Runner},
     observability::Metrics,
     roles::{
@@ -40,13 +39,7 @@ pub fn cases(default: u32) -> u32 {
 
 /// A runner as the role builds it, over a scratch database.
 pub fn runner<'a>(name: &'static str, db: &'a ScratchDb, metrics: &'a Metrics) -> Runner<'a> {
-    Runner {
-        name,
-        pool: &db.pool,
-        metrics,
-        backoff: Backoff::new(Duration::from_millis(5), Duration::from_millis(100)),
-        attempts: 5,
-    }
+    Runner::new(name, &db.pool, metrics)
 }
 
 /// Amounts of the orders: the extremes, ordinary ones, and two refused.

@@ -18,7 +18,6 @@ use std::collections::BTreeMap;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
 use dop::{
-    backoff::Backoff,
     config::{Config, SecretUrl},
     db::{batch::Runner, DbPool},
     domain::MAX_QTY,
@@ -196,16 +195,7 @@ impl Db {
         metrics: &Metrics,
         batch: &[Command],
     ) -> Result<Vec<(String, Option<&'static str>)>, String> {
-        let runner = Runner {
-            name: "inventory_commands",
-            pool: &self.pool,
-            metrics,
-            backoff: Backoff::new(
-                std::time::Duration::from_millis(5),
-                std::time::Duration::from_millis(100),
-            ),
-            attempts: 5,
-        };
+        let runner = Runner::new("inventory_commands", &self.pool, metrics);
         exec::run(&runner, batch)
             .await
             .into_iter()

@@ -11,7 +11,6 @@ use rust_decimal::Decimal;
 use tokio::time::Instant;
 
 use crate::{
-    backoff::Backoff,
     db::{
         batch::{ItemFailure, Runner},
         DbPool,
@@ -48,13 +47,7 @@ pub struct Pools {
 
 impl Pools {
     fn runner<'a>(&'a self, name: &'static str, pool: &'a DbPool) -> Runner<'a> {
-        Runner {
-            name,
-            pool,
-            metrics: &self.metrics,
-            backoff: Backoff::new(Duration::from_millis(5), Duration::from_millis(200)),
-            attempts: 5,
-        }
+        Runner::new(name, pool, &self.metrics)
     }
 }
 

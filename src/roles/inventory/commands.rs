@@ -3,14 +3,11 @@
 //! arrival order, and turns each command's result into an outcome. The
 //! rules themselves live in `decide`.
 
-use std::time::Duration;
-
 use super::{
     decide::{Action, Command, Note},
     exec,
 };
 use crate::{
-    backoff::Backoff,
     context::AppState,
     db::batch::{ItemFailure, Runner},
     messaging::{
@@ -22,9 +19,6 @@ use crate::{
 use async_trait::async_trait;
 
 pub use super::decide::{RELEASE, RESERVE};
-
-/// Waits between attempts at a batch that collided or lost its connection.
-const BACKOFF: Backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(200));
 
 pub struct InventoryHandler {
     pub ctx: AppState,
@@ -79,13 +73,8 @@ impl Handler for InventoryHandler {
                 Err(reason) => outcomes[i] = Some(Outcome::DeadLetter(reason)),
             }
         }
-        let runner = Runner {
-            name: "inventory_commands",
-            pool: &self.ctx.pool,
-            metrics: &self.ctx.metrics,
-            backoff: BACKOFF,
-            attempts: self.ctx.config.inventory.reserve_max_retries.max(1),
-        };
+        let runner = Runner::new("inventory_commands", &self.ctx.pool, &self.ctx.metrics)
+            .attempts(self.ctx.config.inventory.reserve_max_retries);
         let results = exec::run(&runner, &cmds).await;
         let mut msgs = Vec::with_capacity(cmds.len());
         let service = &self.ctx.metrics.service;

@@ -11,7 +11,7 @@
 //! is tried again (the re-read finds what the other writer did); a
 //! permanent error splits the batch down to the one event that fails.
 
-use std::{collections::HashSet, time::Duration};
+use std::collections::HashSet;
 
 use diesel::{
     dsl::sql,
@@ -26,7 +26,6 @@ use super::{
     schema::{orders, processed_events, saga_events, saga_states},
 };
 use crate::{
-    backoff::Backoff,
     context::Ctx,
     db::{
         batch::{ItemFailure, Runner},
@@ -156,13 +155,7 @@ pub async fn write(
 
 /// The Runner of saga event batches (`batch_failures_total{batch="saga"}`).
 pub fn runner(ctx: &Ctx) -> Runner<'_> {
-    Runner {
-        name: "saga",
-        pool: &ctx.pool,
-        metrics: &ctx.metrics,
-        backoff: Backoff::new(Duration::from_millis(5), Duration::from_millis(200)),
-        attempts: 5,
-    }
+    Runner::new("saga", &ctx.pool, &ctx.metrics)
 }
 
 /// One event's result once its transaction committed.

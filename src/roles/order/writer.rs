@@ -19,7 +19,6 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc,
     },
-    time::Duration,
 };
 
 use diesel::prelude::*;
@@ -33,7 +32,6 @@ use super::{
     schema::{orders as orders_t, saga_events, saga_states},
 };
 use crate::{
-    backoff::Backoff,
     context::{AppState, Ctx},
     db::{
         batch::{AttemptError, ItemFailure, Runner},
@@ -50,10 +48,9 @@ const MAX_BATCH: usize = 64;
 /// gathers (more only compete with each other for the CPU).
 const WRITERS: usize = 2;
 /// Attempts at a batch (contention, a concurrent request's key, a lost
-/// connection) before its orders are answered 503; with this backoff a
-/// database that is gone answers within a second.
+/// connection) before its orders are answered 503; with the runner's
+/// backoff a database that is gone answers within a second.
 const ATTEMPTS: u32 = 4;
-const BACKOFF: Backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(200));
 
 struct Job {
     plan: Planned,
@@ -148,13 +145,7 @@ async fn write_loop(ctx: AppState, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
 
 /// The Runner of order batches (`batch_failures_total{batch="orders"}`).
 pub fn runner(ctx: &Ctx) -> Runner<'_> {
-    Runner {
-        name: "orders",
-        pool: &ctx.pool,
-        metrics: &ctx.metrics,
-        backoff: BACKOFF,
-        attempts: ATTEMPTS,
-    }
+    Runner::new("orders", &ctx.pool, &ctx.metrics).attempts(ATTEMPTS)
 }
 
 /// Places `plans` (arrival order) through `runner`: one result per plan.

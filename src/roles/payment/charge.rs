@@ -7,8 +7,6 @@
 //! first shows as a duplicate key, the Runner tries again, and the re-read
 //! finds the row and re-emits it.
 
-use std::time::Duration;
-
 use chrono::NaiveDateTime;
 use diesel::{dsl::sql, prelude::*, sql_types::Text};
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -20,7 +18,6 @@ use super::{
     schema::{payments, processed_events},
 };
 use crate::{
-    backoff::Backoff,
     context::Ctx,
     db::{
         batch::{ItemFailure, Runner},
@@ -90,13 +87,7 @@ pub async fn get(ctx: &Ctx, order_id: &str) -> Result<PaymentView, ApiError> {
 
 /// The Runner of payment batches (`batch_failures_total{batch="payment"}`).
 pub fn runner(ctx: &Ctx) -> Runner<'_> {
-    Runner {
-        name: "payment",
-        pool: &ctx.pool,
-        metrics: &ctx.metrics,
-        backoff: Backoff::new(Duration::from_millis(5), Duration::from_millis(200)),
-        attempts: 5,
-    }
+    Runner::new("payment", &ctx.pool, &ctx.metrics)
 }
 
 /// One command's result once its transaction committed: its outcome and the
