@@ -158,7 +158,9 @@ impl Setup {
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "{QUEUE} not drained with {acks} acks: {last}"
+                "{QUEUE} not drained with {acks} acks: {last} (all null: RabbitMQ's \
+                 statistics are off; `rabbitmqctl eval 'application:set_env(rabbit, \
+                 collect_statistics, fine).'` turns them back on)"
             );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
