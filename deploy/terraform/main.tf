@@ -1,4 +1,5 @@
-# dop on AWS: one image, three ECS Fargate services behind one ALB, one RDS
+# dop on AWS: one image, three ECS Fargate services behind one HTTPS ALB (which
+# forwards only the customer API, see alb.tf), one RDS
 # MySQL instance holding the three role databases, Amazon MQ for RabbitMQ.
 # docs/deploy.md walks through deploy and teardown.
 
