@@ -50,6 +50,10 @@ RUN groupadd --system --gid 10001 dop \
 WORKDIR /app
 COPY --from=builder /usr/local/bin/dop /usr/local/bin/dop
 COPY --from=builder /src/config ./config
+# CA bundles dop trusts besides the public roots: Amazon RDS's, which
+# deploy/scripts/build-and-push.sh fetches into deploy/certs/ before an AWS
+# build (deploy/certs/README.md); a local build copies only the README.
+COPY deploy/certs/ ./certs/
 
 # JSON logs by default (one object per line on stdout); the port the
 # HEALTHCHECK probes is the role's own: compose and ECS set it per service.

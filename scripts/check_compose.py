@@ -5,6 +5,11 @@
    in deploy/schema/compose-spec.json (YAML anchors and merge keys resolved).
 2. It has the services, images, ports, healthchecks, start order and
    `serve --role X` commands that the design (section 8) and issue 6 ask for.
+3. It exposes nothing beyond the machine and bakes in no secret: every
+   published port is bound to 127.0.0.1; the bearer tokens and Grafana's
+   admin password come only from deploy/dop.env (env_file, git-ignored,
+   template deploy/dop.env.example), never from a value or a ${VAR:-default}
+   in the file; Grafana has no anonymous access.
 
 Usage: scripts/check_compose.py [COMPOSE_FILE] [--schema FILE]
 Prints one line per problem and exits 1 when there is any; needs PyYAML and
@@ -39,6 +44,18 @@ PASSTHROUGH = {
     "PAYMENT_FAILURE_RATE": "${PAYMENT_FAILURE_RATE:-0.0}",
     "INVENTORY_RESERVE_MAX_RETRIES": "${INVENTORY_RESERVE_MAX_RETRIES:-50}",
 }
+# Published ports listen here and nowhere else.
+BIND_ADDRESS = "127.0.0.1"
+ENV_FILE = "dop.env"
+# Secrets that only deploy/dop.env may provide: service -> keys.
+ENV_FILE_SECRETS = {
+    "order": {"DOP_ADMIN__TOKEN", "DOP_ADMIN__READ_TOKEN"},
+    "inventory": {"DOP_ADMIN__TOKEN"},
+    "payment": set(),
+    "grafana": {"GF_SECURITY_ADMIN_PASSWORD"},
+}
+# Environment keys that hold a guarding secret: never written in the file.
+SECRET_KEY = re.compile(r"TOKEN|GF_SECURITY_ADMIN_PASSWORD|SECRET_KEY")
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?err}, ${VAR?err}, $VAR, or $$
 INTERPOLATION = re.compile(r"\$(\$|\{[A-Za-z_][A-Za-z0-9_]*(?:(?::?[-?+])[^}]*)?\}|[A-Za-z_][A-Za-z0-9_]*)")
 
@@ -244,6 +261,65 @@ def check_observability(services, compose_dir: Path, problems: Problems) -> None
         problems.add("grafana", "must publish 3000:3000")
 
 
+def env_files(svc):
+    """(path, required) for every env_file entry."""
+    v = svc.get("env_file")
+    if v is None:
+        return []
+    items = [v] if isinstance(v, (str, dict)) else v
+    out = []
+    for it in items:
+        if isinstance(it, dict):
+            out.append((str(it.get("path", "")), bool(it.get("required", True))))
+        else:
+            out.append((str(it), True))
+    return out
+
+
+def check_exposure_and_secrets(services, compose_dir: Path, problems: Problems) -> None:
+    for name, svc in services.items():
+        for host_ip, pub, tgt in published_ports(svc):
+            if host_ip != BIND_ADDRESS:
+                problems.add(name, f"port {pub or tgt} is published on {host_ip or 'every address'}; "
+                                   f"bind it to {BIND_ADDRESS} ({BIND_ADDRESS}:{pub}:{tgt})")
+        env = as_mapping(svc.get("environment"))
+        for key, value in env.items():
+            if SECRET_KEY.search(key):
+                problems.add(name, f"{key} is set in the compose file ({value!r}); it must come from {ENV_FILE} only")
+    example = compose_dir / f"{ENV_FILE}.example"
+    example_keys = {}
+    if not example.is_file():
+        problems.add(ENV_FILE, f"{example} is missing (the template of {ENV_FILE})")
+    else:
+        for line in example.read_text().splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                k, _, v = line.partition("=")
+                example_keys[k.strip()] = v.strip()
+        for k, v in example_keys.items():
+            if SECRET_KEY.search(k) and v:
+                problems.add(example.name, f"{k} has a value; the template must not ship a secret")
+    gitignore = REPO / ".gitignore"
+    if compose_dir == REPO / "deploy" and (
+            not gitignore.is_file() or "/deploy/dop.env" not in gitignore.read_text().split()):
+        problems.add(".gitignore", "must ignore /deploy/dop.env (the real tokens)")
+    for name, keys in ENV_FILE_SECRETS.items():
+        svc = services.get(name)
+        if svc is None:
+            continue
+        files = env_files(svc)
+        if (f"./{ENV_FILE}", True) not in files and (ENV_FILE, True) not in files:
+            problems.add(name, f"must read ./{ENV_FILE} with env_file (required: true), reads {files}")
+        for k in sorted(keys - set(example_keys)):
+            problems.add(example.name, f"{k} (needed by {name}) is not in the template")
+    graf = as_mapping(services.get("grafana", {}).get("environment"))
+    if graf.get("GF_AUTH_ANONYMOUS_ENABLED", "").lower() != "false":
+        problems.add("grafana", "GF_AUTH_ANONYMOUS_ENABLED must be \"false\" (no anonymous viewing)")
+    if "GF_AUTH_ANONYMOUS_ORG_ROLE" in graf:
+        problems.add("grafana", "GF_AUTH_ANONYMOUS_ORG_ROLE must not be set (no anonymous access)")
+    if graf.get("GF_USERS_ALLOW_SIGN_UP", "").lower() != "false":
+        problems.add("grafana", "GF_USERS_ALLOW_SIGN_UP must be \"false\"")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("compose", nargs="?", default=str(DEFAULT_COMPOSE))
@@ -273,6 +349,7 @@ def main() -> int:
         if role in services:
             check_role(role, services[role], compose_dir, problems)
     check_observability(services, compose_dir, problems)
+    check_exposure_and_secrets(services, compose_dir, problems)
 
     seen = {}
     for name, svc in services.items():

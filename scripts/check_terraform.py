@@ -33,8 +33,25 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = REPO / "deploy" / "terraform"
 
 ROLES = {"order": 8081, "inventory": 8082, "payment": 8083}
-PATHS = {"order": ["/orders*", "/admin*"], "inventory": ["/inventory*"], "payment": ["/payments*"]}
+# The customer API, the only routes the ALB forwards for everyone:
+# route name -> (role, methods, paths).
+PUBLIC_ROUTES = {
+    "create-order": ("order", ["POST"], ["/orders"]),
+    "get-order": ("order", ["GET"], ["/orders/*"]),
+    "get-payment": ("payment", ["GET"], ["/payments/*"]),
+}
+# Bearer tokens (env name) each role must get from Secrets Manager.
+ROLE_TOKENS = {
+    "order": {"DOP_ADMIN__TOKEN", "DOP_ADMIN__READ_TOKEN"},
+    "inventory": {"DOP_ADMIN__TOKEN"},
+    "payment": set(),
+}
+TOKEN_SECRETS = {"DOP_ADMIN__TOKEN": "admin-token", "DOP_ADMIN__READ_TOKEN": "admin-read-token"}
 REQUIRED_OUTPUTS = {"alb_url", "cluster_name", "ecr_repository_url"}
+SENSITIVE_OUTPUTS = {"admin_token", "admin_read_token"}
+# Variables with no default on purpose: the caller must decide (documented in
+# terraform.tfvars.example and docs/deploy.md).
+REQUIRED_VARIABLES = {"certificate_arn"}
 SKIP_RE = re.compile(r"#\s*checkov:skip=([A-Z0-9_]+)(?::(.*))?$")
 
 
@@ -130,7 +147,7 @@ def check_rules(d: Path) -> list:
         for key in ("description", "type"):
             if key not in body:
                 problems.append(f"variable {name}: no {key}")
-        if "default" not in body:
+        if "default" not in body and name not in REQUIRED_VARIABLES:
             problems.append(f"variable {name}: no default (variables.tf must work with defaults alone)")
     names = {n for n, _ in outputs}
     for missing in sorted(REQUIRED_OUTPUTS - names):
@@ -138,6 +155,10 @@ def check_rules(d: Path) -> list:
     for name, body in outputs:
         if "description" not in body:
             problems.append(f"output {name}: no description")
+        if name in SENSITIVE_OUTPUTS and strip(body.get("sensitive")) not in (True, "true"):
+            problems.append(f"output {name}: must be sensitive = true")
+    for missing in sorted(SENSITIVE_OUTPUTS - names):
+        problems.append(f"outputs: missing output {missing} (sensitive)")
     example = d / "terraform.tfvars.example"
     if not example.is_file():
         problems.append("terraform.tfvars.example is missing")
@@ -157,9 +178,15 @@ def check_rules(d: Path) -> list:
         for role, port in ROLES.items():
             if roles[role].get("port") != port:
                 problems.append(f"locals.roles.{role}.port must be {port}")
-            paths = roles[role].get("paths", [])
-            if [strip(p) for p in ([paths] if isinstance(paths, str) else paths)] != PATHS[role]:
-                problems.append(f"locals.roles.{role}.paths must be {PATHS[role]}")
+            tokens = roles[role].get("tokens") or {}
+            if not isinstance(tokens, dict) or set(tokens) != ROLE_TOKENS[role]:
+                problems.append(f"locals.roles.{role}.tokens must be exactly {sorted(ROLE_TOKENS[role])}")
+            else:
+                for env, secret in tokens.items():
+                    if strip(secret) != TOKEN_SECRETS[env]:
+                        problems.append(f"locals.roles.{role}.tokens.{env} must name the secret {TOKEN_SECRETS[env]}")
+            if "ca_env" not in roles[role]:
+                problems.append(f"locals.roles.{role}: no ca_env (DOP_<ROLE>__DATABASE_CA_FILE, to verify RDS)")
     services = of_type("aws_ecs_service")
     if len(services) != 1 or strip(services[0][1].get("for_each")) != "${local.roles}":
         problems.append("want one aws_ecs_service with for_each = local.roles (three services from one definition)")
@@ -188,8 +215,86 @@ def check_rules(d: Path) -> list:
     for name, body in tgs:
         if strip(block(body, "health_check").get("path")) != "/health":
             problems.append(f"aws_lb_target_group.{name}: health_check path must be /health")
-    if not of_type("aws_lb_listener_rule"):
-        problems.append("no aws_lb_listener_rule: the ALB must route by path")
+    listeners = dict(of_type("aws_lb_listener"))
+    https = listeners.get("https", {})
+    if strip(https.get("protocol")) != "HTTPS" or strip(https.get("port")) != 443:
+        problems.append("want aws_lb_listener.https: protocol HTTPS on port 443")
+    else:
+        if "count" in https or "for_each" in https:
+            problems.append("aws_lb_listener.https must always exist (no count/for_each)")
+        if strip(https.get("certificate_arn")) != "${var.certificate_arn}":
+            problems.append("aws_lb_listener.https: certificate_arn must be var.certificate_arn")
+        if strip(block(https, "default_action").get("type")) != "fixed-response":
+            problems.append("aws_lb_listener.https: the default action must be a fixed 404, not a forward")
+    var_bodies = dict(variables)
+    ssl_default = str(strip(var_bodies.get("ssl_policy", {}).get("default", "")))
+    if not ssl_default.startswith("ELBSecurityPolicy-TLS13-"):
+        problems.append("variable ssl_policy must default to an ELBSecurityPolicy-TLS13-* policy")
+    if "certificate_arn" in var_bodies and "default" in var_bodies["certificate_arn"]:
+        problems.append("variable certificate_arn must have no default (HTTPS is not optional)")
+    http = listeners.get("http", {})
+    action = block(http, "default_action")
+    redirect = block(action, "redirect")
+    if (strip(http.get("port")) != 80 or strip(action.get("type")) != "redirect"
+            or strip(redirect.get("protocol")) != "HTTPS" or strip(redirect.get("status_code")) != "HTTP_301"):
+        problems.append("aws_lb_listener.http: port 80 must only redirect (301) to HTTPS")
+    for name, body in listeners.items():
+        if name not in ("http", "https"):
+            problems.append(f"aws_lb_listener.{name}: unexpected listener (want http redirect and https only)")
+
+    rules = dict(of_type("aws_lb_listener_rule"))
+    if set(rules) != {"public", "operator"}:
+        problems.append(f"want aws_lb_listener_rule.public and .operator, found {sorted(rules)}")
+    for name, body in rules.items():
+        if strip(body.get("listener_arn")) != "${aws_lb_listener.https.arn}":
+            problems.append(f"aws_lb_listener_rule.{name}: must be on the HTTPS listener")
+    public = locals_.get("public_routes")
+    if not isinstance(public, dict):
+        problems.append("want locals.public_routes (the customer API)")
+    else:
+        got = {k: (strip(v.get("role")), [strip(m) for m in v.get("methods", [])],
+                   [strip(p) for p in v.get("paths", [])]) for k, v in public.items()}
+        if got != PUBLIC_ROUTES:
+            problems.append(f"locals.public_routes must be exactly {PUBLIC_ROUTES}, is {got}")
+        for k, (_, methods, paths) in got.items():
+            if not methods:
+                problems.append(f"locals.public_routes.{k}: a public route must name its methods")
+            for p in paths:
+                if p.startswith("/admin") or p.startswith("/inventory"):
+                    problems.append(f"locals.public_routes.{k}: {p} must not be public")
+    pub_conds = [next(iter(c)) for c in rules.get("public", {}).get("condition", [])]
+    if sorted(pub_conds) != ["http_request_method", "path_pattern"]:
+        problems.append("aws_lb_listener_rule.public: must match on http_request_method and path_pattern")
+    op = rules.get("operator", {})
+    op_conds = [next(iter(c)) for c in op.get("condition", [])]
+    if "source_ip" not in op_conds:
+        problems.append("aws_lb_listener_rule.operator: must be limited by a source_ip condition")
+    if strip(op.get("for_each")) != "${local.operator_rules}":
+        problems.append("aws_lb_listener_rule.operator: for_each must be local.operator_rules (built from var.operator_cidrs)")
+    if "operator_cidrs" in var_bodies and strip(var_bodies["operator_cidrs"].get("default")) != []:
+        problems.append("variable operator_cidrs must default to [] (the operator API not exposed)")
+    if re.search(r'"/(admin|inventory)[^"]*"', texts.get("alb.tf", "")):
+        problems.append("alb.tf: an /admin or /inventory path written into alb.tf; route it through locals.operator_routes")
+
+    # --- tokens and database TLS ------------------------------------------------
+    randoms = {n for n, _ in of_type("random_password")}
+    for want in ("admin_token", "admin_read_token"):
+        if want not in randoms:
+            problems.append(f"want random_password.{want} (always generated)")
+    for secret in TOKEN_SECRETS.values():
+        if f'"{secret}"' not in texts.get("secrets.tf", ""):
+            problems.append(f"secrets.tf: the {secret} secret is missing from Secrets Manager")
+    role_td = str(tds.get("role", {}).get("container_definitions", ""))
+    if "each.value.tokens" not in role_td or "aws_secretsmanager_secret.dop[secret].arn" not in role_td:
+        problems.append("aws_ecs_task_definition.role: the tokens must be ECS secrets from Secrets Manager (each.value.tokens)")
+    for name, body in tds.items():
+        if "ca_env" not in str(body.get("container_definitions", "")) or "var.db_ca_file" not in str(body.get("container_definitions", "")):
+            problems.append(f"aws_ecs_task_definition.{name}: must pass var.db_ca_file as DOP_<ROLE>__DATABASE_CA_FILE")
+    url_params = str(strip(var_bodies.get("db_url_params", {}).get("default", "")))
+    if "require_ssl=true" not in url_params or "verify_ca=true" not in url_params:
+        problems.append(f"variable db_url_params must default to require_ssl=true&verify_ca=true, is {url_params!r}")
+    if not str(strip(var_bodies.get("db_ca_file", {}).get("default", ""))).endswith(".pem"):
+        problems.append("variable db_ca_file must default to the RDS CA bundle's path in the image")
 
     # --- data stores and secrets ----------------------------------------------
     dbs = of_type("aws_db_instance")

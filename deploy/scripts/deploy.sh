@@ -30,7 +30,8 @@ Usage: deploy/scripts/deploy.sh [-R REGION] [-t TAG] [-y] [-s] [-m]
   -h         this help
 
 Other Terraform variables come from deploy/terraform/terraform.tfvars
-(see terraform.tfvars.example). Needs terraform >= 1.5, the aws CLI v2 with
+(see terraform.tfvars.example); certificate_arn has no default and must be
+set there (or as TF_VAR_certificate_arn). Needs terraform >= 1.5, the aws CLI v2 with
 credentials, docker, git. Undo everything with deploy/scripts/destroy.sh.
 USAGE
 }
@@ -66,6 +67,11 @@ while getopts ":R:t:ysmh" opt; do
 done
 shift $((OPTIND - 1))
 [[ $# -eq 0 ]] || die "unexpected argument: $1 (see -h)"
+
+if [[ -z "${TF_VAR_certificate_arn:-}" ]] &&
+    ! grep -Eqs '^[[:space:]]*certificate_arn[[:space:]]*=' "$tf_dir/terraform.tfvars"; then
+    die "set certificate_arn in $tf_dir/terraform.tfvars (an ACM certificate; docs/deploy.md, HTTPS)"
+fi
 
 for cmd in terraform aws docker git; do
     command -v "$cmd" >/dev/null 2>&1 || die "$cmd is not installed"
@@ -140,10 +146,14 @@ aws ecs wait services-stable --cluster "$cluster" --services "${services[@]}"
 
 cat <<DONE
 
-dop is up at $alb_url
+dop is up at $alb_url (point your certificate's DNS name at it)
 
-  curl -s -X POST $alb_url/inventory -H 'Content-Type: application/json' \\
-       -d '{"product_id":1001,"available_qty":100}'
+Public: POST /orders, GET /orders/<order_id>, GET /payments/<order_id>.
+Stock (POST /inventory) and /admin/* are routed only for operator_cidrs and
+need the operator token (terraform output -raw admin_token):
+
+  curl -s -X POST $alb_url/inventory -H "Authorization: Bearer \$TOKEN" \\
+       -H 'Content-Type: application/json' -d '{"product_id":1001,"available_qty":100}'
   curl -s -X POST $alb_url/orders -H 'Content-Type: application/json' \\
        -d '{"user_id":42,"product_id":1001,"quantity":2,"total_amount":199.98}'
   curl -s $alb_url/orders/<order_id>

@@ -80,7 +80,14 @@ read -r -p "Type destroy to continue: " answer || true
 [[ "$answer" == destroy ]] || die "you typed '${answer:-}', not destroy: nothing was changed"
 
 # image_tag only matters when creating task definitions; any value will do.
-tf destroy -input=false -auto-approve -var "aws_region=$region" -var "image_tag=destroy"
+# certificate_arn has no default: terraform.tfvars (or TF_VAR_) provides it,
+# else any well-formed ARN will do for a destroy.
+cert_var=()
+if [[ -z "${TF_VAR_certificate_arn:-}" ]] &&
+    ! grep -Eqs '^[[:space:]]*certificate_arn[[:space:]]*=' "$tf_dir/terraform.tfvars"; then
+    cert_var=(-var "certificate_arn=arn:aws:acm:$region:000000000000:certificate/destroy")
+fi
+tf destroy -input=false -auto-approve -var "aws_region=$region" -var "image_tag=destroy" "${cert_var[@]}"
 
 delete_log_groups() {
     local group

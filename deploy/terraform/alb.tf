@@ -1,9 +1,12 @@
-# One public ALB, routing by path to the role that owns it:
-#   /orders*, /admin*  -> order      (8081)
-#   /inventory*        -> inventory  (8082)
-#   /payments*         -> payment    (8083)
-# Anything else gets a JSON 404 from the ALB itself. /health, /ready and
-# /metrics are not routed: the target groups probe /health directly.
+# One internet-facing ALB, HTTPS only (port 80 answers with a 301 to 443).
+# It forwards the customer API and nothing else:
+#   POST /orders            -> order    (8081)
+#   GET  /orders/{id}       -> order
+#   GET  /payments/{id}     -> payment  (8083)
+# The operator API (/admin*, /inventory*, GET /orders?user_id=) is forwarded
+# only for requests from var.operator_cidrs (none by default). Anything else,
+# /health, /ready, /metrics and /openapi.json included, gets a JSON 404 from
+# the ALB itself; the target groups probe /health directly.
 
 resource "aws_lb" "this" {
   #checkov:skip=CKV_AWS_91:Access logs need an S3 bucket with its own policy, encryption and lifecycle; for this demo the roles' JSON logs and http_requests_total cover requests.
@@ -42,72 +45,105 @@ resource "aws_lb_target_group" "role" {
   }
 }
 
-# Port 80: without a certificate it serves the routes itself; with one it only
-# redirects to 443.
+locals {
+  not_found = {
+    content_type = "application/json"
+    message_body = jsonencode({ error = "no route for this path", code = "NOT_FOUND" })
+    status_code  = "404"
+  }
+}
+
+# Port 80 serves nothing: every request is redirected to HTTPS.
 resource "aws_lb_listener" "http" {
-  #checkov:skip=CKV_AWS_2:Plain HTTP only while var.certificate_arn is empty (an empty account has no domain); with a certificate this listener redirects to HTTPS.
-  #checkov:skip=CKV2_AWS_20:Same: the redirect to HTTPS is on when var.certificate_arn is set.
   load_balancer_arn = aws_lb.this.arn
   port              = 80
   protocol          = "HTTP"
 
   default_action {
-    type = local.https ? "redirect" : "fixed-response"
+    type = "redirect"
 
-    dynamic "redirect" {
-      for_each = local.https ? [1] : []
-      content {
-        port        = "443"
-        protocol    = "HTTPS"
-        status_code = "HTTP_301"
-      }
-    }
-
-    dynamic "fixed_response" {
-      for_each = local.https ? [] : [1]
-      content {
-        content_type = "application/json"
-        message_body = jsonencode({ error = "no route for this path", code = "NOT_FOUND" })
-        status_code  = "404"
-      }
+    redirect {
+      port        = "443"
+      protocol    = "HTTPS"
+      status_code = "HTTP_301"
     }
   }
 }
 
 resource "aws_lb_listener" "https" {
-  count = local.https ? 1 : 0
-
   load_balancer_arn = aws_lb.this.arn
   port              = 443
   protocol          = "HTTPS"
-  ssl_policy        = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+  ssl_policy        = var.ssl_policy
   certificate_arn   = var.certificate_arn
 
   default_action {
     type = "fixed-response"
 
     fixed_response {
-      content_type = "application/json"
-      message_body = jsonencode({ error = "no route for this path", code = "NOT_FOUND" })
-      status_code  = "404"
+      content_type = local.not_found.content_type
+      message_body = local.not_found.message_body
+      status_code  = local.not_found.status_code
     }
   }
 }
 
-resource "aws_lb_listener_rule" "role" {
-  for_each = local.roles
+# The customer API, for everyone allowed_ingress_cidrs lets in.
+resource "aws_lb_listener_rule" "public" {
+  for_each = local.public_routes
 
-  listener_arn = local.https ? aws_lb_listener.https[0].arn : aws_lb_listener.http.arn
+  listener_arn = aws_lb_listener.https.arn
   priority     = each.value.priority
 
   action {
     type             = "forward"
-    target_group_arn = aws_lb_target_group.role[each.key].arn
+    target_group_arn = aws_lb_target_group.role[each.value.role].arn
+  }
+
+  condition {
+    http_request_method {
+      values = each.value.methods
+    }
   }
 
   condition {
     path_pattern {
       values = each.value.paths
+    }
+  }
+}
+
+# The operator API, only for requests whose source address is in
+# operator_cidrs. The roles still require the bearer tokens.
+resource "aws_lb_listener_rule" "operator" {
+  for_each = local.operator_rules
+
+  listener_arn = aws_lb_listener.https.arn
+  priority     = each.value.priority
+
+  action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.role[each.value.role].arn
+  }
+
+  condition {
+    source_ip {
+      values = [each.value.cidr]
+    }
+  }
+
+  condition {
+    path_pattern {
+      values = each.value.paths
+    }
+  }
+
+  dynamic "condition" {
+    for_each = length(each.value.methods) > 0 ? [each.value.methods] : []
+    content {
+      http_request_method {
+        values = condition.value
+      }
     }
   }
 }

@@ -79,14 +79,15 @@ resource "aws_ecs_task_definition" "role" {
     portMappings           = [{ containerPort = each.value.port, protocol = "tcp" }]
     environment = concat(local.common_environment, [
       { name = "HEALTHCHECK_PORT", value = tostring(each.value.port) },
+      { name = each.value.ca_env, value = var.db_ca_file },
     ])
     secrets = concat(
       [
         { name = each.value.db_env, valueFrom = aws_secretsmanager_secret.dop["${each.key}-database-url"].arn },
         { name = "RABBITMQ_URL", valueFrom = aws_secretsmanager_secret.dop["rabbitmq-url"].arn },
       ],
-      # Operator actions (POST /admin/sagas/:id/retry) live on the order role.
-      each.key == "order" ? [{ name = "DOP_ADMIN__TOKEN", valueFrom = aws_secretsmanager_secret.dop["admin-token"].arn }] : [],
+      # The bearer tokens of the routes this role serves (locals.roles).
+      [for env, secret in each.value.tokens : { name = env, valueFrom = aws_secretsmanager_secret.dop[secret].arn }],
     )
     healthCheck = {
       command     = ["CMD-SHELL", "curl -fsS -o /dev/null http://127.0.0.1:${each.value.port}/health || exit 1"]
@@ -133,7 +134,10 @@ resource "aws_ecs_task_definition" "migrate" {
     essential              = true
     command                = ["migrate"]
     readonlyRootFilesystem = true
-    environment            = [{ name = "DOP_LOG_FORMAT", value = "json" }]
+    environment = concat(
+      [{ name = "DOP_LOG_FORMAT", value = "json" }],
+      [for r in local.roles : { name = r.ca_env, value = var.db_ca_file }],
+    )
     secrets = [
       for role, r in local.roles : {
         name      = r.db_env
@@ -165,7 +169,7 @@ resource "aws_ecs_service" "role" {
   desired_count                     = var.desired_count
   launch_type                       = "FARGATE"
   platform_version                  = "LATEST"
-  health_check_grace_period_seconds = 60
+  health_check_grace_period_seconds = contains(local.routed_roles, each.key) ? 60 : null
   enable_ecs_managed_tags           = true
   propagate_tags                    = "SERVICE"
   wait_for_steady_state             = false
@@ -184,13 +188,19 @@ resource "aws_ecs_service" "role" {
     assign_public_ip = false
   }
 
-  load_balancer {
-    target_group_arn = aws_lb_target_group.role[each.key].arn
-    container_name   = each.key
-    container_port   = each.value.port
+  # Only roles the ALB routes to are registered in their target group: ECS
+  # refuses a target group no listener rule uses, and inventory has none
+  # while operator_cidrs is empty (its container health check still runs).
+  dynamic "load_balancer" {
+    for_each = contains(local.routed_roles, each.key) ? [1] : []
+    content {
+      target_group_arn = aws_lb_target_group.role[each.key].arn
+      container_name   = each.key
+      container_port   = each.value.port
+    }
   }
 
   # The target group must be behind a listener rule before a service can use
   # it, and the tasks need their permissions before the first one starts.
-  depends_on = [aws_lb_listener_rule.role, aws_iam_role_policy.execution, aws_nat_gateway.this]
+  depends_on = [aws_lb_listener_rule.public, aws_lb_listener_rule.operator, aws_iam_role_policy.execution, aws_nat_gateway.this]
 }

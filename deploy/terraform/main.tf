@@ -1,4 +1,5 @@
-# dop on AWS: one image, three ECS Fargate services behind one ALB, one RDS
+# dop on AWS: one image, three ECS Fargate services behind one HTTPS ALB (which
+# forwards only the customer API, see alb.tf), one RDS
 # MySQL instance holding the three role databases, Amazon MQ for RabbitMQ.
 # docs/deploy.md walks through deploy and teardown.
 
@@ -29,33 +30,66 @@ locals {
   account_id = data.aws_caller_identity.current.account_id
   partition  = data.aws_partition.current.partition
   azs        = sort(data.aws_availability_zones.selected.names)
-  https      = var.certificate_arn != ""
 
   # One entry per role of the one binary: its port, its database, the
-  # variable that carries its database URL and the ALB paths routed to it.
+  # variable that carries its database URL, and the bearer tokens it checks
+  # (Secrets Manager names, see secrets.tf). order serves /admin/* (read and
+  # operator); inventory needs the operator token for POST/PUT /inventory;
+  # payment serves GET /payments/{order_id} only and needs none.
   roles = {
     order = {
       port     = 8081
       database = "orders_db"
       db_env   = "DOP_ORDER__DATABASE_URL"
-      paths    = ["/orders*", "/admin*"]
-      priority = 10
+      ca_env   = "DOP_ORDER__DATABASE_CA_FILE"
+      tokens   = { DOP_ADMIN__TOKEN = "admin-token", DOP_ADMIN__READ_TOKEN = "admin-read-token" }
     }
     inventory = {
       port     = 8082
       database = "inventory_db"
       db_env   = "DOP_INVENTORY__DATABASE_URL"
-      paths    = ["/inventory*"]
-      priority = 20
+      ca_env   = "DOP_INVENTORY__DATABASE_CA_FILE"
+      tokens   = { DOP_ADMIN__TOKEN = "admin-token" }
     }
     payment = {
       port     = 8083
       database = "payments_db"
       db_env   = "DOP_PAYMENT__DATABASE_URL"
-      paths    = ["/payments*"]
-      priority = 30
+      ca_env   = "DOP_PAYMENT__DATABASE_CA_FILE"
+      tokens   = {}
     }
   }
+
+  # What the ALB routes for everyone (allowed_ingress_cidrs): the customer
+  # API and nothing else, matched on method and path.
+  public_routes = {
+    create-order = { role = "order", priority = 10, methods = ["POST"], paths = ["/orders"] }
+    get-order    = { role = "order", priority = 20, methods = ["GET"], paths = ["/orders/*"] }
+    get-payment  = { role = "payment", priority = 30, methods = ["GET"], paths = ["/payments/*"] }
+  }
+
+  # What the ALB routes only for operator_cidrs. GET /orders (the listing by
+  # ?user_id=) is told apart from the public POST /orders by its method, so no
+  # query-string condition is needed. methods = [] matches every method.
+  operator_routes = {
+    admin       = { role = "order", offset = 1, methods = [], paths = ["/admin", "/admin/*"] }
+    list-orders = { role = "order", offset = 2, methods = ["GET"], paths = ["/orders"] }
+    inventory   = { role = "inventory", offset = 3, methods = [], paths = ["/inventory", "/inventory/*"] }
+  }
+
+  # One listener rule per operator route and CIDR (an ALB rule takes at most
+  # five condition values, so the CIDRs cannot share one rule).
+  operator_rules = merge([
+    for i, cidr in var.operator_cidrs : {
+      for k, r in local.operator_routes : "${k} ${cidr}" => merge(r, { cidr = cidr, priority = 100 + 10 * i + r.offset })
+    }
+  ]...)
+
+  # Roles with at least one listener rule forwarding to them.
+  routed_roles = toset(concat(
+    [for r in local.public_routes : r.role],
+    [for r in local.operator_rules : r.role],
+  ))
 
   image = "${aws_ecr_repository.dop.repository_url}:${var.image_tag}"
 }

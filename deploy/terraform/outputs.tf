@@ -1,6 +1,6 @@
 output "alb_url" {
-  description = "Base URL of the load balancer: POST /orders, /inventory; GET /orders/:id, /payments/:order_id, ..."
-  value       = "${local.https ? "https" : "http"}://${aws_lb.this.dns_name}"
+  description = "Base URL of the load balancer (HTTPS): POST /orders, GET /orders/{id}, GET /payments/{order_id}; point the certificate's DNS name at it."
+  value       = "https://${aws_lb.this.dns_name}"
 }
 
 output "cluster_name" {
@@ -64,7 +64,18 @@ output "mq_amqps_endpoint" {
 }
 
 output "admin_token" {
-  description = "Bearer token for operator actions on the order role (terraform output -raw admin_token)."
+  description = "Operator bearer token (DOP_ADMIN__TOKEN): /admin/* on order, POST/PUT /inventory (terraform output -raw admin_token)."
   value       = random_password.admin_token.result
   sensitive   = true
+}
+
+output "admin_read_token" {
+  description = "Read-only bearer token (DOP_ADMIN__READ_TOKEN): the GET routes under /admin/* (terraform output -raw admin_read_token)."
+  value       = random_password.admin_read_token.result
+  sensitive   = true
+}
+
+output "admin_token_secret_arns" {
+  description = "Secrets Manager ARNs of the two tokens; rotate by putting a new value and forcing a new deployment (docs/deploy.md)."
+  value       = { for k in ["admin-token", "admin-read-token"] : k => aws_secretsmanager_secret.dop[k].arn }
 }

@@ -15,7 +15,14 @@ resource "random_password" "mq" {
   special = false
 }
 
+# The two bearer tokens of the HTTP API: the operator token (every /admin/*
+# route, POST/PUT /inventory) and the read-only token (GET /admin/*).
 resource "random_password" "admin_token" {
+  length  = 48
+  special = false
+}
+
+resource "random_password" "admin_read_token" {
   length  = 48
   special = false
 }
@@ -30,8 +37,9 @@ locals {
       "mysql://${var.db_username}:${random_password.db.result}@${aws_db_instance.mysql.address}:${aws_db_instance.mysql.port}/${r.database}?${var.db_url_params}"
     },
     {
-      "rabbitmq-url" = "amqps://${var.mq_username}:${random_password.mq.result}@${local.mq_host_port}/%2f"
-      "admin-token"  = random_password.admin_token.result
+      "rabbitmq-url"     = "amqps://${var.mq_username}:${random_password.mq.result}@${local.mq_host_port}/%2f"
+      "admin-token"      = random_password.admin_token.result
+      "admin-read-token" = random_password.admin_read_token.result
     },
   )
 }

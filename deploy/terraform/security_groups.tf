@@ -30,9 +30,9 @@ resource "aws_security_group" "mq" {
 resource "aws_vpc_security_group_ingress_rule" "alb_http" {
   for_each = toset(var.allowed_ingress_cidrs)
 
-  #checkov:skip=CKV_AWS_260:The ALB is the public entry point; without a certificate it serves HTTP on 80, and allowed_ingress_cidrs narrows who may reach it.
+  #checkov:skip=CKV_AWS_260:Port 80 only answers with a 301 to HTTPS (alb.tf, aws_lb_listener.http); the public customer API needs it for clients that type the bare host name.
   security_group_id = aws_security_group.alb.id
-  description       = "HTTP from ${each.value}"
+  description       = "HTTP (redirect to HTTPS) from ${each.value}"
   cidr_ipv4         = each.value
   ip_protocol       = "tcp"
   from_port         = 80
@@ -40,7 +40,9 @@ resource "aws_vpc_security_group_ingress_rule" "alb_http" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "alb_https" {
-  for_each = local.https ? toset(var.allowed_ingress_cidrs) : toset([])
+  # operator_cidrs too: the operator API is only routed for them, and they
+  # must get through the security group to reach it.
+  for_each = setunion(var.allowed_ingress_cidrs, var.operator_cidrs)
 
   security_group_id = aws_security_group.alb.id
   description       = "HTTPS from ${each.value}"

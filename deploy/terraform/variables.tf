@@ -47,15 +47,36 @@ variable "availability_zones" {
 }
 
 variable "allowed_ingress_cidrs" {
-  description = "IPv4 CIDRs allowed to reach the load balancer (HTTP, and HTTPS when certificate_arn is set)."
+  description = "IPv4 CIDRs allowed to reach the load balancer on 443 (HTTPS) and 80 (which only redirects to HTTPS). Only the customer API is routed for them: POST /orders, GET /orders/{id}, GET /payments/{order_id}."
   type        = list(string)
   default     = ["0.0.0.0/0"]
 }
 
+variable "operator_cidrs" {
+  description = "IPv4 CIDRs whose requests the ALB also routes to the operator API (/admin*, /inventory*, GET /orders?user_id=). Empty: the operator API is not reachable through the ALB at all; operators use `dop admin` from inside the VPC (docs/deploy.md). The bearer tokens are required either way."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = length(var.operator_cidrs) <= 20 && alltrue([for c in var.operator_cidrs : can(cidrhost(c, 0)) && !endswith(c, "/0")])
+    error_message = "operator_cidrs takes at most 20 IPv4 CIDRs (three listener rules each), each narrower than /0 (the operator API is never for everyone)."
+  }
+}
+
 variable "certificate_arn" {
-  description = "ACM certificate ARN for an HTTPS listener. Empty: the ALB serves plain HTTP on port 80 only."
+  description = "ARN of the ACM certificate (same region) the HTTPS listener presents. Required: there is no plain-HTTP mode; set it in terraform.tfvars (docs/deploy.md, \"HTTPS\")."
   type        = string
-  default     = ""
+
+  validation {
+    condition     = can(regex("^arn:aws[a-zA-Z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[A-Za-z0-9-]+$", var.certificate_arn))
+    error_message = "certificate_arn must be an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/ID)."
+  }
+}
+
+variable "ssl_policy" {
+  description = "TLS policy of the HTTPS listener: TLS 1.3 and 1.2 with forward-secret ciphers only."
+  type        = string
+  default     = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 }
 
 variable "enable_flow_logs" {
@@ -162,15 +183,24 @@ variable "db_username" {
 variable "db_url_params" {
   description = <<-EOT
     Query string appended to every MySQL URL (mysql_async options). TLS is
-    required both ways: require_ssl=true in dop, require_secure_transport on
-    RDS. verify_ca=false because mysql_async trusts only the public web roots
-    and RDS certificates chain to Amazon RDS's own CAs: the connection is
-    encrypted but the server is not authenticated. Set "require_ssl=true"
-    once the tasks have the RDS CA bundle and DOP_<ROLE>__DATABASE_CA_FILE
-    points at it (docs/deploy.md, "TLS to RDS").
+    required (require_ssl=true in dop, require_secure_transport on RDS) and
+    the server certificate is verified (verify_ca=true) against the RDS CA
+    bundle named by db_ca_file, which must be in the image (docs/deploy.md,
+    "TLS to RDS"). Never turn verify_ca off outside a throwaway test.
   EOT
   type        = string
-  default     = "require_ssl=true&verify_ca=false"
+  default     = "require_ssl=true&verify_ca=true"
+
+  validation {
+    condition     = strcontains(var.db_url_params, "require_ssl=true") && !strcontains(var.db_url_params, "verify_ca=false")
+    error_message = "db_url_params must keep require_ssl=true and must not set verify_ca=false."
+  }
+}
+
+variable "db_ca_file" {
+  description = "Path, inside the image, of the PEM bundle of Amazon RDS's certificate authorities; passed to every role and to migrate as DOP_<ROLE>__DATABASE_CA_FILE. deploy/scripts/build-and-push.sh puts Amazon's global-bundle.pem there (docs/deploy.md, \"TLS to RDS\")."
+  type        = string
+  default     = "/app/certs/rds-global-bundle.pem"
 }
 
 variable "db_backup_retention_days" {

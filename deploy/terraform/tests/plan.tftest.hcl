@@ -111,15 +111,16 @@ mock_provider "aws" {
 }
 
 variables {
-  image_tag = "0123456789ab"
+  image_tag       = "0123456789ab"
+  certificate_arn = "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
 }
 
 run "stack" {
   command = apply
 
   assert {
-    condition     = output.alb_url == "http://dop-alb-123456789.us-east-1.elb.amazonaws.com"
-    error_message = "alb_url is not the ALB's HTTP URL"
+    condition     = output.alb_url == "https://dop-alb-123456789.us-east-1.elb.amazonaws.com"
+    error_message = "alb_url is not the ALB's HTTPS URL"
   }
 
   assert {
@@ -154,15 +155,51 @@ run "stack" {
   }
 
   assert {
-    condition = alltrue([
-      for role, rule in aws_lb_listener_rule.role :
-      one(one(rule.condition).path_pattern).values == toset({
-        order     = ["/orders*", "/admin*"]
-        inventory = ["/inventory*"]
-        payment   = ["/payments*"]
-      }[role])
-    ])
-    error_message = "path routing must be /orders* and /admin* -> order, /inventory* -> inventory, /payments* -> payment"
+    condition = jsonencode({
+      for k, rule in aws_lb_listener_rule.public : k => [
+        rule.action[0].target_group_arn,
+        sort(flatten([for c in rule.condition : [for m in c.http_request_method : m.values]])),
+        sort(flatten([for c in rule.condition : [for p in c.path_pattern : p.values]])),
+      ]
+      }) == jsonencode({
+      create-order = [aws_lb_target_group.role["order"].arn, ["POST"], ["/orders"]]
+      get-order    = [aws_lb_target_group.role["order"].arn, ["GET"], ["/orders/*"]]
+      get-payment  = [aws_lb_target_group.role["payment"].arn, ["GET"], ["/payments/*"]]
+    })
+    error_message = "the public routes must be exactly POST /orders, GET /orders/* and GET /payments/*"
+  }
+
+  assert {
+    condition     = length(aws_lb_listener_rule.operator) == 0
+    error_message = "with operator_cidrs empty, no operator route may exist"
+  }
+
+  assert {
+    condition     = one(aws_lb_listener.http.default_action).type == "redirect" && one(one(aws_lb_listener.http.default_action).redirect).protocol == "HTTPS"
+    error_message = "port 80 must only redirect to HTTPS"
+  }
+
+  assert {
+    condition     = aws_lb_listener.https.protocol == "HTTPS" && aws_lb_listener.https.ssl_policy == "ELBSecurityPolicy-TLS13-1-2-2021-06" && one(aws_lb_listener.https.default_action).type == "fixed-response"
+    error_message = "the HTTPS listener must use the TLS 1.3/1.2 policy and answer 404 by default"
+  }
+
+  assert {
+    condition = jsonencode({
+      for role, td in aws_ecs_task_definition.role : role => sort([
+        for s in jsondecode(td.container_definitions)[0].secrets : s.name if startswith(s.name, "DOP_ADMIN__")
+      ])
+      }) == jsonencode({
+      order     = ["DOP_ADMIN__READ_TOKEN", "DOP_ADMIN__TOKEN"]
+      inventory = ["DOP_ADMIN__TOKEN"]
+      payment   = []
+    })
+    error_message = "order needs both tokens, inventory the operator token, payment none, all as ECS secrets"
+  }
+
+  assert {
+    condition     = length(aws_ecs_service.role["inventory"].load_balancer) == 0 && length(aws_ecs_service.role["order"].load_balancer) == 1
+    error_message = "inventory is not behind the ALB while operator_cidrs is empty"
   }
 
   assert {
@@ -171,8 +208,8 @@ run "stack" {
   }
 
   assert {
-    condition     = can(regex("^mysql://dop_admin:[A-Za-z0-9]{32}@dop-mysql\\.abcdefghijkl\\.us-east-1\\.rds\\.amazonaws\\.com:3306/inventory_db\\?require_ssl=true&verify_ca=false$", nonsensitive(aws_secretsmanager_secret_version.dop["inventory-database-url"].secret_string)))
-    error_message = "the inventory database URL secret is not mysql://user:pass@rds:3306/inventory_db?require_ssl=true&verify_ca=false"
+    condition     = can(regex("^mysql://dop_admin:[A-Za-z0-9]{32}@dop-mysql\\.abcdefghijkl\\.us-east-1\\.rds\\.amazonaws\\.com:3306/inventory_db\\?require_ssl=true&verify_ca=true$", nonsensitive(aws_secretsmanager_secret_version.dop["inventory-database-url"].secret_string)))
+    error_message = "the inventory database URL secret is not mysql://user:pass@rds:3306/inventory_db?require_ssl=true&verify_ca=true"
   }
 
   assert {
@@ -186,22 +223,50 @@ run "stack" {
   }
 }
 
-run "https_when_certificate_given" {
+run "operator_cidrs_open_the_operator_api_to_them_only" {
   command = apply
 
   variables {
-    certificate_arn = "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
+    operator_cidrs = ["203.0.113.0/28", "198.51.100.7/32"]
   }
 
   assert {
-    condition     = output.alb_url == "https://dop-alb-123456789.us-east-1.elb.amazonaws.com" && length(aws_lb_listener.https) == 1
-    error_message = "a certificate must turn on the HTTPS listener"
+    condition     = length(aws_lb_listener_rule.operator) == 6
+    error_message = "want three operator rules (admin, list-orders, inventory) per CIDR"
   }
 
   assert {
-    condition     = one(aws_lb_listener.http.default_action).type == "redirect"
-    error_message = "with a certificate, port 80 must redirect to HTTPS"
+    condition = alltrue([
+      for rule in aws_lb_listener_rule.operator :
+      length([for c in rule.condition : c if length(c.source_ip) == 1]) == 1
+    ])
+    error_message = "every operator rule must be limited by a source_ip condition"
   }
+
+  assert {
+    condition     = length(aws_ecs_service.role["inventory"].load_balancer) == 1
+    error_message = "with operator_cidrs set, inventory is behind the ALB"
+  }
+}
+
+run "refuses_a_world_open_operator_api" {
+  command = plan
+
+  variables {
+    operator_cidrs = ["0.0.0.0/0"]
+  }
+
+  expect_failures = [var.operator_cidrs]
+}
+
+run "refuses_unverified_database_tls" {
+  command = plan
+
+  variables {
+    db_url_params = "require_ssl=true&verify_ca=false"
+  }
+
+  expect_failures = [var.db_url_params]
 }
 
 run "refuses_an_empty_image_tag" {
