@@ -275,8 +275,15 @@ pub struct OutboxConfig {
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct AdminConfig {
-    /// Bearer token for operator write actions; when empty they are refused.
+    /// The operator's bearer token: saga retry, inventory writes, and the
+    /// admin reads. When no token at all is set, operator actions are
+    /// refused and the admin reads and inventory writes are open (local
+    /// development).
     pub token: Secret,
+    /// A read-only bearer token: the admin reads (GET /admin/sagas...) and
+    /// nothing else.
+    #[serde(default)]
+    pub read_token: Secret,
     /// Where `dop admin sagas` finds the order role.
     pub url: String,
 }
@@ -340,6 +347,7 @@ impl Default for Config {
             },
             admin: AdminConfig {
                 token: Secret::default(),
+                read_token: Secret::default(),
                 url: "http://127.0.0.1:8081".into(),
             },
             shutdown: ShutdownConfig {
@@ -453,8 +461,10 @@ impl Config {
             *url = SecretUrl::new(url.redacted());
         }
         shown.rabbitmq.url = SecretUrl::new(shown.rabbitmq.url.redacted());
-        if !shown.admin.token.is_empty() {
-            shown.admin.token = Secret::new("[redacted]");
+        for token in [&mut shown.admin.token, &mut shown.admin.read_token] {
+            if !token.is_empty() {
+                *token = Secret::new("[redacted]");
+            }
         }
         toml::to_string_pretty(&shown).context("Failed to render the configuration")
     }
@@ -626,6 +636,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("rabbitmq.url"), "{err}");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn both_admin_tokens_come_from_the_environment_and_never_show() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("DOP_ADMIN__TOKEN", "op-s3cret");
+            jail.set_env("DOP_ADMIN__READ_TOKEN", "read-s3cret");
+            let fig = Figment::from(Serialized::defaults(Config::default()))
+                .merge(Env::prefixed("DOP_").split("__"));
+            let cfg = Config::finish(fig, &MapEnv(HashMap::new()), None).unwrap();
+            assert_eq!(cfg.admin.token.expose(), "op-s3cret");
+            assert_eq!(cfg.admin.read_token.expose(), "read-s3cret");
+            let shown = cfg.redacted_toml().unwrap();
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(!format!("{cfg:?}").contains("s3cret"));
+            Ok(())
+        });
     }
 
     #[test]

@@ -24,3 +24,10 @@ pub struct Ctx {
 }
 
 pub type AppState = Arc<Ctx>;
+
+/// The protected routes' extractors find the tokens in the configuration.
+impl crate::http::auth::AdminTokens for AppState {
+    fn admin(&self) -> &crate::config::AdminConfig {
+        &self.config.admin
+    }
+}

@@ -99,9 +99,14 @@ finish() {
 }
 
 # http METHOD URL [JSON_BODY]: sets HTTP_STATUS (000 when unreachable) and HTTP_BODY.
+# Sends DOP_ADMIN__TOKEN as the bearer token when it is set (a stack with
+# tokens needs it for inventory writes; one without ignores it).
 http() {
     local method="$1" url="$2" body="${3:-}" out="$_COMMON_TMP/body"
     local args=(-sS -o "$out" -w '%{http_code}' -X "$method" --max-time 10)
+    if [[ -n "${DOP_ADMIN__TOKEN:-}" ]]; then
+        args+=(-H "Authorization: Bearer $DOP_ADMIN__TOKEN")
+    fi
     if [[ -n "$body" ]]; then
         args+=(-H 'Content-Type: application/json' --data "$body")
     fi

@@ -2,7 +2,9 @@
 # Seeds the load test's products: 8001-8010 with 100,000 units each.
 # Creates them with POST /inventory, or resets the stock with PUT when they
 # exist already (409). INVENTORY_URL defaults to http://127.0.0.1:8082;
-# SEED_QTY changes the units.
+# SEED_QTY changes the units. DOP_ADMIN__TOKEN, when set, is sent as the
+# bearer token (inventory writes need the operator token once tokens are
+# configured).
 set -euo pipefail
 
 INVENTORY_URL="${INVENTORY_URL:-http://127.0.0.1:${INVENTORY_PORT:-8082}}"
@@ -13,8 +15,13 @@ command -v curl >/dev/null || {
     exit 2
 }
 
+auth=()
+if [[ -n "${DOP_ADMIN__TOKEN:-}" ]]; then
+    auth=(-H "Authorization: Bearer $DOP_ADMIN__TOKEN")
+fi
+
 request() { # METHOD PATH BODY -> prints the status code
-    curl -sS -o /dev/null -w '%{http_code}' --max-time 10 -X "$1" \
+    curl -sS -o /dev/null -w '%{http_code}' --max-time 10 -X "$1" "${auth[@]}" \
         -H 'Content-Type: application/json' --data "$3" "$INVENTORY_URL$2" || echo 000
 }
 

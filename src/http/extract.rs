@@ -96,36 +96,6 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
-/// Checks the operator's bearer token against `admin.token`. With no token
-/// configured, operator actions are refused outright.
-pub fn require_admin(
-    headers: &axum::http::HeaderMap,
-    token: &crate::config::Secret,
-) -> Result<(), ApiError> {
-    if token.is_empty() {
-        return Err(ApiError::forbidden(
-            "operator actions are disabled: set admin.token (DOP_ADMIN__TOKEN)",
-        ));
-    }
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let want = token.expose().as_bytes();
-    let got = given.as_bytes();
-    // Compare in time independent of where they differ; a different length
-    // is a difference by itself.
-    let mut diff = u8::from(want.len() != got.len());
-    for (i, w) in want.iter().enumerate() {
-        diff |= w ^ got.get(i).copied().unwrap_or(0);
-    }
-    if diff != 0 {
-        return Err(ApiError::unauthorized("missing or wrong bearer token"));
-    }
-    Ok(())
-}
-
 /// A path segment that must be a UUID (order and saga ids).
 pub fn uuid_param(what: &str, v: &str) -> Result<String, ApiError> {
     crate::domain::canonical_uuid(v)

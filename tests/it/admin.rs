@@ -40,6 +40,12 @@ struct Run {
 /// (`RABBITMQ_URL`, `DB_HOST`, ...) are applied last, so one left in the
 /// developer's shell would point the command at another broker.
 async fn dop(s: &Stack, args: &[&str], token: Option<&str>) -> Run {
+    let env: Vec<(&str, &str)> = token.map(|t| ("DOP_ADMIN__TOKEN", t)).into_iter().collect();
+    dop_as(s, args, &env).await
+}
+
+/// `dop` with these extra environment variables (tokens).
+async fn dop_as(s: &Stack, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_dop"));
     cmd.args(args)
         .current_dir(std::env::temp_dir())
@@ -55,9 +61,7 @@ async fn dop(s: &Stack, args: &[&str], token: Option<&str>) -> Run {
         )
         .env("DOP_RABBITMQ__URL", s.amqp_url())
         .env("DOP_ADMIN__URL", s.url(Role::Order, ""));
-    if let Some(t) = token {
-        cmd.env("DOP_ADMIN__TOKEN", t);
-    }
+    cmd.envs(env.iter().copied());
     let out = cmd.output().await.expect("run the dop binary");
     Run {
         code: out.status.code().unwrap_or(-1),
@@ -231,7 +235,13 @@ async fn admin_audit_waits_for_the_grace_then_reports_stuck_sagas() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_sagas_list_and_show_through_the_api() {
-    let s = Stack::start(Opts::default()).await;
+    let s = Stack::start(Opts {
+        read_token: Some("test-read".into()),
+        ..Opts::default()
+    })
+    .await;
+    // The CLI reads with the read-only token from its configuration.
+    let read = [("DOP_ADMIN__READ_TOKEN", "test-read")];
     let pid = product_id();
     s.add_product(pid, 1).await;
     let ok = s.order(pid, 1, "5.00").await;
@@ -240,7 +250,18 @@ async fn admin_sagas_list_and_show_through_the_api() {
     settle(&s, &short, "FAILED").await;
     let (ok_saga, short_saga) = (s.saga_of(&ok).await, s.saga_of(&short).await);
 
-    let api = AdminApi::new(&s.url(Role::Order, "")).unwrap();
+    let anonymous = AdminApi::new(&s.url(Role::Order, "")).unwrap();
+    let err = anonymous.list(&ListOpts::default()).await.unwrap_err();
+    assert!(
+        matches!(
+            err.downcast_ref(),
+            Some(AdminApiError::Api { status: 401, .. })
+        ),
+        "{err:#}"
+    );
+    let api = AdminApi::new(&s.url(Role::Order, ""))
+        .unwrap()
+        .with_read_token("test-read");
     let (all, _) = api.list(&ListOpts::default()).await.unwrap();
     let ids: Vec<&str> = all.sagas.iter().map(|g| g.saga_id.as_str()).collect();
     assert_eq!(ids, [short_saga.as_str(), ok_saga.as_str()], "newest first");
@@ -266,7 +287,7 @@ async fn admin_sagas_list_and_show_through_the_api() {
     );
     assert_eq!(d.order.as_ref().unwrap().status, "CONFIRMED");
 
-    let run = dop(&s, &["admin", "sagas", "--status", "completed"], None).await;
+    let run = dop_as(&s, &["admin", "sagas", "--status", "completed"], &read).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert!(lines[0].starts_with("SAGA "), "{}", run.stdout);
@@ -276,7 +297,7 @@ async fn admin_sagas_list_and_show_through_the_api() {
         run.stdout
     );
     assert_eq!(lines[2], "1 saga, newest first");
-    let run = dop(&s, &["admin", "sagas", "show", &ok_saga], None).await;
+    let run = dop_as(&s, &["admin", "sagas", "show", &ok_saga], &read).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stdout.contains("status   COMPLETED / DONE"),
@@ -289,13 +310,18 @@ async fn admin_sagas_list_and_show_through_the_api() {
         "{}",
         run.stdout
     );
-    let run = dop(&s, &["admin", "sagas", "show", &short_saga, "--json"], None).await;
+    let run = dop_as(
+        &s,
+        &["admin", "sagas", "show", &short_saga, "--json"],
+        &read,
+    )
+    .await;
     let json: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(json["saga"]["status"], "FAILED");
 
     // Errors: the API's envelope, and a role that is not there.
     let missing = uuid::Uuid::now_v7().to_string();
-    let run = dop(&s, &["admin", "sagas", "show", &missing], None).await;
+    let run = dop_as(&s, &["admin", "sagas", "show", &missing], &read).await;
     assert_eq!(run.code, 1);
     assert!(
         run.stderr.contains(&format!(
@@ -304,7 +330,12 @@ async fn admin_sagas_list_and_show_through_the_api() {
         "{}",
         run.stderr
     );
-    let run = dop(&s, &["admin", "sagas", "--url", "http://127.0.0.1:1"], None).await;
+    let run = dop_as(
+        &s,
+        &["admin", "sagas", "--url", "http://127.0.0.1:1"],
+        &read,
+    )
+    .await;
     assert_eq!(run.code, 1);
     assert!(
         run.stderr

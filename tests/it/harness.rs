@@ -31,7 +31,10 @@ pub struct Opts {
     pub payment_failure_rate: f64,
     pub recovery_interval: Duration,
     pub stuck_after: Duration,
+    /// The operator token (`admin.token`); `None` for a stack without it.
     pub admin_token: Option<String>,
+    /// The read-only token (`admin.read_token`).
+    pub read_token: Option<String>,
     pub max_attempts: u32,
     /// Route the roles' broker connections through a proxy the test can cut.
     pub broker_proxy: bool,
@@ -47,6 +50,7 @@ impl Default for Opts {
             recovery_interval: Duration::from_secs(1),
             stuck_after: Duration::from_secs(2),
             admin_token: Some("test-token".into()),
+            read_token: None,
             max_attempts: 3,
             broker_proxy: false,
             db_proxy: false,
@@ -131,6 +135,9 @@ impl Stack {
         cfg.migrate_on_start = false;
         if let Some(t) = &opts.admin_token {
             cfg.admin.token = dop::config::Secret::new(t.clone());
+        }
+        if let Some(t) = &opts.read_token {
+            cfg.admin.read_token = dop::config::Secret::new(t.clone());
         }
         // Every role's database exists from the start, so a test can read a
         // role's tables while the role itself is down.
@@ -289,15 +296,57 @@ impl Stack {
         }
     }
 
-    pub async fn post(&self, role: Role, path: &str, body: Value) -> Response {
-        self.http
-            .post_json(&self.url(role, path), &body)
-            .await
-            .expect("POST")
+    /// `Authorization: Bearer <admin.token>` when the stack has one: the
+    /// helpers below act as the operator (a test of access itself sends
+    /// its own headers through `http`).
+    pub fn auth(&self) -> Vec<(&'static str, String)> {
+        let t = self.cfg.admin.token.expose();
+        if t.is_empty() {
+            vec![]
+        } else {
+            vec![("authorization", format!("Bearer {t}"))]
+        }
     }
 
+    async fn send_json(
+        &self,
+        method: hyper::Method,
+        role: Role,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Response {
+        let auth = self.auth();
+        let mut headers: Vec<(&str, &str)> = auth.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        if body.is_some() {
+            headers.push(("content-type", "application/json"));
+        }
+        let what = method.to_string();
+        self.http
+            .send(
+                method,
+                &self.url(role, path),
+                body.map(|b| bytes::Bytes::from(b.to_string())),
+                &headers,
+            )
+            .await
+            .expect(&what)
+    }
+
+    /// POST as the operator.
+    pub async fn post(&self, role: Role, path: &str, body: Value) -> Response {
+        self.send_json(hyper::Method::POST, role, path, Some(&body))
+            .await
+    }
+
+    /// PUT as the operator.
+    pub async fn put(&self, role: Role, path: &str, body: Value) -> Response {
+        self.send_json(hyper::Method::PUT, role, path, Some(&body))
+            .await
+    }
+
+    /// GET as the operator.
     pub async fn get(&self, role: Role, path: &str) -> Response {
-        self.http.get(&self.url(role, path)).await.expect("GET")
+        self.send_json(hyper::Method::GET, role, path, None).await
     }
 
     pub async fn add_product(&self, product_id: i64, qty: i64) {

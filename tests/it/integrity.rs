@@ -76,13 +76,12 @@ async fn reserved_units_never_pass_the_column() {
     for round in 0..3 {
         if round > 0 {
             let r = s
-                .http
-                .put_json(
-                    &s.url(Role::Inventory, &format!("/inventory/{p}")),
-                    &serde_json::json!({"available_qty": MAX_QTY}),
+                .put(
+                    Role::Inventory,
+                    &format!("/inventory/{p}"),
+                    serde_json::json!({"available_qty": MAX_QTY}),
                 )
-                .await
-                .expect("PUT");
+                .await;
             assert_eq!(r.status, 200, "{}", r.text());
         }
         let id = s.order(p, MAX_QTY, "1.00").await;

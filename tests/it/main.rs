@@ -2,6 +2,7 @@
 //! on this machine. One binary (fast to link); each test gets its own
 //! databases and vhost, so they run in parallel.
 
+mod access;
 mod admin;
 mod amqp_writes;
 mod api;

@@ -1,6 +1,7 @@
 //! `dop admin sagas [list flags] | show SAGA_ID | retry SAGA_ID`: sagas
 //! through the order role's HTTP API (so it works behind a load balancer),
-//! as an aligned table or, with `--json`, the API's own JSON.
+//! as an aligned table or, with `--json`, the API's own JSON. Reads send
+//! `admin.read_token` (else `admin.token`), retry `admin.token`.
 
 use std::{fmt::Write, path::Path, process::ExitCode, time::Duration};
 
@@ -162,6 +163,8 @@ pub enum AdminApiError {
 pub struct AdminApi {
     base: String,
     client: Client,
+    /// Sent with the reads (list, show) when set.
+    read_token: Option<String>,
 }
 
 impl AdminApi {
@@ -176,7 +179,15 @@ impl AdminApi {
         Ok(Self {
             base: base.trim_end_matches('/').to_string(),
             client: Client::new(Duration::from_secs(10)),
+            read_token: None,
         })
+    }
+
+    /// Sends `token` as the bearer token of the reads; an empty one is
+    /// not sent (a stack without tokens leaves the reads open).
+    pub fn with_read_token(mut self, token: &str) -> Self {
+        self.read_token = (!token.is_empty()).then(|| token.to_string());
+        self
     }
 
     async fn call<T: DeserializeOwned>(
@@ -246,13 +257,15 @@ impl AdminApi {
         } else {
             format!("/admin/sagas?{q}")
         };
-        self.call(Method::GET, &path, None, StatusCode::OK).await
+        let token = self.read_token.as_deref();
+        self.call(Method::GET, &path, token, StatusCode::OK).await
     }
 
     /// `GET /admin/sagas/:id`.
     pub async fn show(&self, saga_id: &str) -> anyhow::Result<(SagaDetail, Value)> {
         let path = format!("/admin/sagas/{}", encode(saga_id));
-        self.call(Method::GET, &path, None, StatusCode::OK).await
+        let token = self.read_token.as_deref();
+        self.call(Method::GET, &path, token, StatusCode::OK).await
     }
 
     /// `POST /admin/sagas/:id/retry` with the bearer token; an empty token is
@@ -381,7 +394,15 @@ fn pretty(v: &Value) -> String {
 
 pub async fn run(opts: Opts, config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(config, None)?;
-    let api = AdminApi::new(opts.url.as_deref().unwrap_or(&cfg.admin.url))?;
+    // Reads carry the read-only token when there is one, else the
+    // operator's: either serves them once tokens are configured.
+    let read = if cfg.admin.read_token.is_empty() {
+        &cfg.admin.token
+    } else {
+        &cfg.admin.read_token
+    };
+    let api = AdminApi::new(opts.url.as_deref().unwrap_or(&cfg.admin.url))?
+        .with_read_token(read.expose());
     match opts.action {
         None => {
             let (list, raw) = api.list(&opts.list).await?;

@@ -16,6 +16,8 @@ use super::{
     stats::{self, Percentiles},
     Opts,
 };
+use hyper::Method;
+
 use crate::{config::Config, http::client::Client};
 
 /// Ids of the bench's products start after this.
@@ -168,25 +170,35 @@ impl BenchReport {
 }
 
 /// Creates the products with `stock` units, or resets their stock (PUT)
-/// when they exist.
+/// when they exist; as the operator when `token` (`admin.token`) is set,
+/// since inventory writes need it then.
 pub async fn seed(
     client: &Client,
     inventory_url: &str,
+    token: &str,
     ids: &[i64],
     stock: i64,
 ) -> anyhow::Result<()> {
+    let auth = format!("Bearer {token}");
+    let headers: &[(&str, &str)] = if token.is_empty() {
+        &[]
+    } else {
+        &[("authorization", auth.as_str())]
+    };
     for &id in ids {
         let url = format!("{inventory_url}/inventory");
+        let body = json!({"product_id": id, "available_qty": stock}).to_string();
         let r = client
-            .post_json(&url, &json!({"product_id": id, "available_qty": stock}))
+            .send(Method::POST, &url, Some(body.into()), headers)
             .await
             .context("Failed to seed the products")?;
         match r.status.as_u16() {
             201 => {}
             409 => {
                 let url = format!("{inventory_url}/inventory/{id}");
+                let body = json!({"available_qty": stock}).to_string();
                 let r = client
-                    .put_json(&url, &json!({"available_qty": stock}))
+                    .send(Method::PUT, &url, Some(body.into()), headers)
                     .await
                     .context("Failed to reset a product's stock")?;
                 if !r.status.is_success() {
@@ -204,7 +216,8 @@ pub async fn seed(
 pub async fn run_saga_bench(cfg: &Config, opts: &SagaOpts) -> anyhow::Result<BenchReport> {
     let client = Client::new(opts.request_timeout);
     let products = opts.product_ids();
-    seed(&client, &opts.inventory_url, &products, opts.stock).await?;
+    let token = cfg.admin.token.expose();
+    seed(&client, &opts.inventory_url, token, &products, opts.stock).await?;
     let mut db = OrderDb::connect(&cfg.order.database_url).await?;
     let sampler_db = OrderDb::connect(&cfg.order.database_url).await?;
 

@@ -1,4 +1,5 @@
-//! HTTP routes of the inventory role.
+//! HTTP routes of the inventory role. Reads are open; writes need the
+//! operator token once any token is configured (`http::auth`).
 
 use axum::{
     extract::{Path, State},
@@ -10,10 +11,14 @@ use axum::{
 use super::stock::{self, CreateInventory, Inventory, SetInventory};
 use crate::{
     context::AppState,
-    http::{id_param, ApiError, ApiJson},
+    http::{auth::warn_if_open, id_param, ApiError, ApiJson, CanWrite},
 };
 
 pub fn router(state: AppState) -> Router {
+    warn_if_open(
+        &state.config.admin,
+        "inventory writes (POST /inventory, PUT /inventory/:id) are",
+    );
     Router::new()
         .route("/inventory", post(create))
         .route("/inventory/{product_id}", get(show).put(update))
@@ -21,6 +26,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn create(
+    _: CanWrite,
     State(s): State<AppState>,
     ApiJson(body): ApiJson<CreateInventory>,
 ) -> Result<(StatusCode, Json<Inventory>), ApiError> {
@@ -36,6 +42,7 @@ async fn show(
 }
 
 async fn update(
+    _: CanWrite,
     State(s): State<AppState>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<SetInventory>,

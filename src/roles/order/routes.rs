@@ -3,7 +3,7 @@
 
 use axum::{
     extract::{Path, Query, State},
-    http::{HeaderMap, StatusCode},
+    http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
     Extension, Json, Router,
@@ -14,11 +14,15 @@ use serde_json::json;
 use super::{admin, model::OrderView, orders, writer::OrderWriter};
 use crate::{
     context::AppState,
-    http::{middleware::TraceId, require_admin, uuid_param, ApiError, ApiJson, IdempotencyKey},
+    http::{
+        auth::warn_if_open, middleware::TraceId, uuid_param, ApiError, ApiJson, CanOperate,
+        CanRead, IdempotencyKey,
+    },
     saga::SagaStatus,
 };
 
 pub fn router(state: AppState, writer: OrderWriter) -> Router {
+    warn_if_open(&state.config.admin, "/admin/sagas reads are");
     Router::new()
         .route("/orders", post(create_order).get(list_orders))
         .route("/orders/{id}", get(get_order))
@@ -98,6 +102,7 @@ struct ListSagas {
 }
 
 async fn list_sagas(
+    _: CanRead,
     State(s): State<AppState>,
     Query(q): Query<ListSagas>,
 ) -> Result<Json<admin::SagaList>, ApiError> {
@@ -119,6 +124,7 @@ async fn list_sagas(
 }
 
 async fn show_saga(
+    _: CanRead,
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<admin::SagaDetail>, ApiError> {
@@ -127,11 +133,10 @@ async fn show_saga(
 }
 
 async fn retry_saga(
+    _: CanOperate,
     State(s): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    require_admin(&headers, &s.config.admin.token)?;
     let id = uuid_param("saga id", &id)?;
     let r = admin::retry(&s, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(r)).into_response())
