@@ -21,4 +21,5 @@ mod observability;
 mod proxy;
 mod reliability;
 mod saga;
+mod trace_ids;
 mod script;
