@@ -21,5 +21,5 @@ mod observability;
 mod proxy;
 mod reliability;
 mod saga;
-mod trace_ids;
 mod script;
+mod trace_ids;

@@ -64,9 +64,11 @@ async fn foreign_trace_ids_are_replaced_and_never_fail_a_batch() {
         c.await.expect("confirmed");
     }
     // Every command is answered on order.events (nobody consumes it here).
-    let mut seen = std::collections::HashMap::new();
+    let seen = std::sync::Mutex::new(std::collections::HashMap::new());
     eventually("every reserve to be answered", T, || async {
-        for m in take(&s, topology::ORDER_EVENTS, 10).await {
+        let got = take(&s, topology::ORDER_EVENTS, 10).await;
+        let mut seen = seen.lock().unwrap();
+        for m in got {
             let payload: Value = serde_json::from_str(m["payload"].as_str().unwrap_or("")).unwrap();
             let order = payload["order_id"].as_str().unwrap_or("").to_string();
             let trace = m["properties"]["headers"]["trace_id"]
@@ -78,6 +80,7 @@ async fn foreign_trace_ids_are_replaced_and_never_fail_a_batch() {
         (seen.len() >= cases.len()).then_some(())
     })
     .await;
+    let seen = seen.into_inner().unwrap();
     assert_eq!(seen.len(), cases.len(), "{seen:?}");
     for (order, kept) in &expect {
         let got = &seen[order];
@@ -91,6 +94,9 @@ async fn foreign_trace_ids_are_replaced_and_never_fail_a_batch() {
         }
     }
     assert_eq!(s.inventory(pid).await["reserved_qty"].as_i64(), Some(4));
-    assert_eq!(p.depth(&topology::dlq(topology::INVENTORY_COMMANDS)).await, 0);
+    assert_eq!(
+        p.depth(&topology::dlq(topology::INVENTORY_COMMANDS)).await,
+        0
+    );
     s.teardown().await;
 }
