@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tracing::Instrument;
 
 use super::{
-    publisher::{ConfirmChannel, Outgoing},
+    publisher::{ConfirmChannel, Outgoing, PublishError},
     topology,
 };
 use crate::observability::{new_trace_id, valid_trace_id, Metrics};
@@ -528,6 +528,9 @@ async fn settle(
     if let Some(out) = forward {
         if let Err(e) = ctx.publisher.publish_confirmed(&out).await {
             // Not forwarded: leave it with the broker, it comes back.
+            if matches!(e, PublishError::Returned(_)) {
+                ctx.metrics.returned(&out.exchange, &out.routing_key);
+            }
             tracing::warn!(error = %e, "could not forward the delivery, requeueing it");
             tokio::time::sleep(Duration::from_millis(200)).await;
             let _ = channel
