@@ -362,8 +362,8 @@ mod tests {
     fn an_existing_key_replays_the_same_body_and_refuses_another() {
         let earlier = order(1, Some("Key-1"));
         let jobs = [
-            order(1, Some("key-1")),
-            order(2, Some("KEY-1")),
+            order(1, Some("Key-1")),
+            order(2, Some("Key-1")),
             order(1, None),
         ];
         let d = decide(&jobs, &seen(&jobs.iter().collect::<Vec<_>>(), &[&earlier]));
@@ -383,7 +383,7 @@ mod tests {
         let jobs = [
             order(1, Some("a")),
             order(1, Some("b")),
-            order(1, Some("A")),
+            order(1, Some("a")),
             order(3, Some("a")),
             order(1, Some("b")),
         ];
