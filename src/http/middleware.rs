@@ -21,13 +21,10 @@ use crate::observability::{
 #[derive(Clone, Debug)]
 pub struct TraceId(pub String);
 
+/// The request's own trace id when it passes the shared rule
+/// (`observability::valid_trace_id`).
 fn valid_trace_id(v: &HeaderValue) -> Option<String> {
-    let s = v.to_str().ok()?.trim();
-    let ok = !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    ok.then(|| s.to_string())
+    crate::observability::valid_trace_id(v.to_str().ok()?)
 }
 
 pub async fn observe(

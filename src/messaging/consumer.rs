@@ -17,10 +17,10 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tracing::Instrument;
 
 use super::{
-    publisher::{ConfirmChannel, Outgoing},
+    publisher::{ConfirmChannel, Outgoing, PublishError},
     topology,
 };
-use crate::observability::{new_trace_id, Metrics};
+use crate::observability::{new_trace_id, valid_trace_id, Metrics};
 
 /// Largest body a consumer accepts; larger ones are dead-lettered. amqprs
 /// hands a delivery over with its body already assembled from the frames
@@ -82,6 +82,28 @@ fn header_str(h: Option<&FieldTable>, key: &str) -> Option<String> {
         FieldValue::S(s) => Some(s.as_ref().clone()),
         other => Some(other.to_string()),
     }
+}
+
+/// The delivery's trace id when its `trace_id` header passes the rule HTTP
+/// applies to `X-Request-ID` (`observability::valid_trace_id`); otherwise a
+/// fresh one. A foreign value (10 KB, control characters) would otherwise
+/// be logged as is and fail the `VARCHAR(64)` outbox insert of its whole
+/// batch.
+fn trace_id(h: Option<&FieldTable>, routing_key: &str) -> String {
+    let raw = header_str(h, "trace_id");
+    if let Some(id) = raw.as_deref().and_then(valid_trace_id) {
+        return id;
+    }
+    let fresh = new_trace_id();
+    if let Some(raw) = raw {
+        tracing::debug!(
+            routing_key,
+            header_len = raw.len(),
+            trace_id = %fresh,
+            "delivery carried an invalid trace_id header; a fresh trace id replaces it"
+        );
+    }
+    fresh
 }
 
 /// A count header as a u32: negative reads as 0, anything above `u32::MAX`
@@ -257,7 +279,7 @@ fn delivery(ctx: &ConsumerCtx, msg: ConsumerMessage) -> Option<(u64, Delivery)> 
             exchange: deliver.exchange().clone(),
             routing_key: deliver.routing_key().clone(),
             message_id: props.message_id().cloned().unwrap_or_default(),
-            trace_id: header_str(headers, "trace_id").unwrap_or_else(new_trace_id),
+            trace_id: trace_id(headers, deliver.routing_key()),
             saga_id: header_str(headers, "saga_id"),
             retry_count: header_u32(headers, "x-retry-count"),
             body,
@@ -506,6 +528,9 @@ async fn settle(
     if let Some(out) = forward {
         if let Err(e) = ctx.publisher.publish_confirmed(&out).await {
             // Not forwarded: leave it with the broker, it comes back.
+            if matches!(e, PublishError::Returned(_)) {
+                ctx.metrics.returned(&out.exchange, &out.routing_key);
+            }
             tracing::warn!(error = %e, "could not forward the delivery, requeueing it");
             tokio::time::sleep(Duration::from_millis(200)).await;
             let _ = channel

@@ -15,7 +15,11 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use tokio::sync::mpsc;
 
-use super::{contracts::Message, publisher::Outgoing, topology, Broker};
+use super::{
+    contracts::Message,
+    publisher::{Outgoing, PublishError},
+    topology, Broker,
+};
 use crate::{
     config::OutboxConfig,
     db::{DbPool, Script},
@@ -167,7 +171,13 @@ impl Outbox {
             tasks: Arc::new(Mutex::new(Vec::new())),
         };
         let handles = vec![
-            tokio::spawn(relay(rx, broker.clone(), done_tx, inflight.clone())),
+            tokio::spawn(relay(
+                rx,
+                broker.clone(),
+                done_tx,
+                inflight.clone(),
+                metrics.clone(),
+            )),
             tokio::spawn(deleter(
                 done_rx,
                 pool.clone(),
@@ -233,6 +243,7 @@ async fn relay(
     broker: Broker,
     done: mpsc::UnboundedSender<Done>,
     inflight: Arc<Mutex<HashSet<String>>>,
+    metrics: Arc<Metrics>,
 ) {
     let mut buf = Vec::with_capacity(256);
     while rx.recv_many(&mut buf, 256).await > 0 {
@@ -247,9 +258,18 @@ async fn relay(
             match publisher.publish(&m.outgoing()).await {
                 Ok(confirm) => {
                     let done = done.clone();
+                    let metrics = metrics.clone();
                     tokio::spawn(async move {
                         let ok = match confirm.await {
                             Ok(()) => true,
+                            Err(e @ PublishError::Returned(_)) => {
+                                // No queue took it: the row stays for the
+                                // sweeper, which publishes it again once
+                                // the binding is back.
+                                metrics.returned(&m.row.exchange, &m.row.routing_key);
+                                tracing::error!(error = %e, message_id = %m.row.message_id, exchange = %m.row.exchange, routing_key = %m.row.routing_key, saga_id = %m.row.saga_id, "outbox message returned unrouted; its row stays for the sweeper");
+                                false
+                            }
                             Err(e) => {
                                 tracing::warn!(error = %e, message_id = %m.row.message_id, "outbox publish not confirmed; the sweeper will retry");
                                 false

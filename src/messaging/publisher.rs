@@ -1,7 +1,9 @@
 //! A confirming publisher on one channel with many publishes in flight: tags
 //! are assigned under a lock held only for tag + send, each caller awaits
 //! its own confirm, `multiple` acks settle a range, and a closing channel
-//! fails every pending confirm.
+//! fails every pending confirm. Every publish is `mandatory`: a message the
+//! broker cannot route comes back (`basic.return`, before its confirm) and
+//! its confirm then resolves to `PublishError::Returned`, never to success.
 
 use std::{
     collections::BTreeMap,
@@ -32,13 +34,24 @@ pub enum PublishError {
     Timeout(Duration),
     #[error("publish failed: {0}")]
     Send(String),
+    /// The broker could not route the message (no binding) and returned it.
+    #[error("the broker returned the message unrouted: {0}")]
+    Returned(String),
 }
 
 type Waiter = oneshot::Sender<Result<(), PublishError>>;
 
+/// A publish awaiting its confirm.
+struct Entry {
+    message_id: String,
+    waiter: Waiter,
+    /// The broker's reply text when it returned this message.
+    returned: Option<String>,
+}
+
 #[derive(Default)]
 struct Pending {
-    waiters: BTreeMap<u64, Waiter>,
+    waiters: BTreeMap<u64, Entry>,
 }
 
 /// State shared between the publisher and its channel callback.
@@ -51,7 +64,7 @@ struct Shared {
 
 impl Shared {
     fn settle(&self, tag: u64, multiple: bool, result: Result<(), PublishError>) {
-        let done: Vec<Waiter> = {
+        let done: Vec<Entry> = {
             let Ok(mut p) = self.pending.lock() else {
                 return;
             };
@@ -64,8 +77,32 @@ impl Shared {
                 p.waiters.remove(&tag).into_iter().collect()
             }
         };
-        for w in done {
-            let _ = w.send(result.clone());
+        for e in done {
+            let r = match (&result, e.returned) {
+                (Ok(()), Some(reply)) => Err(PublishError::Returned(reply)),
+                (r, _) => r.clone(),
+            };
+            let _ = e.waiter.send(r);
+        }
+    }
+
+    /// Marks the pending publish of `message_id` as returned. The return
+    /// comes before the message's confirm on the same channel, so the
+    /// earliest unreturned publish of that id is the one.
+    fn returned(&self, message_id: &str, reply: String) -> bool {
+        let Ok(mut p) = self.pending.lock() else {
+            return false;
+        };
+        match p
+            .waiters
+            .values_mut()
+            .find(|e| e.message_id == message_id && e.returned.is_none())
+        {
+            Some(e) => {
+                e.returned = Some(reply);
+                true
+            }
+            None => false,
         }
     }
 
@@ -85,8 +122,8 @@ impl Shared {
             Ok(mut p) => std::mem::take(&mut p.waiters),
             Err(_) => return,
         };
-        for (_, w) in all {
-            let _ = w.send(Err(PublishError::ChannelClosed));
+        for (_, e) in all {
+            let _ = e.waiter.send(Err(PublishError::ChannelClosed));
         }
     }
 }
@@ -123,8 +160,26 @@ impl ChannelCallback for Callback {
             Err(PublishError::Nacked),
         );
     }
-    async fn publish_return(&mut self, _: &Channel, ret: Return, _: BasicProperties, _: Vec<u8>) {
-        tracing::error!(reason = %ret, "broker returned an unroutable message");
+    async fn publish_return(
+        &mut self,
+        _: &Channel,
+        ret: Return,
+        props: BasicProperties,
+        _: Vec<u8>,
+    ) {
+        let message_id = props.message_id().cloned().unwrap_or_default();
+        let reply = format!("{} {}", ret.reply_code(), ret.reply_text());
+        let matched = self.shared.returned(&message_id, reply);
+        // Counted by whoever awaits the confirm (it knows the service).
+        tracing::error!(
+            exchange = %ret.exchange(),
+            routing_key = %ret.routing_key(),
+            message_id = %message_id,
+            reply_code = ret.reply_code(),
+            reply_text = %ret.reply_text(),
+            awaited = matched,
+            "broker returned an unroutable message; it is not treated as delivered"
+        );
     }
 }
 
@@ -206,13 +261,22 @@ impl ConfirmChannel {
             return Err(PublishError::NotConnected);
         }
         let props = msg.properties();
-        let args = BasicPublishArguments::new(&msg.exchange, &msg.routing_key);
+        let mut args = BasicPublishArguments::new(&msg.exchange, &msg.routing_key);
+        // Unroutable must come back, not be confirmed and dropped.
+        args.mandatory(true);
         let (tx, rx) = oneshot::channel();
         {
             let mut tag = self.next_tag.lock().await;
             let this = *tag;
             if let Ok(mut p) = self.shared.pending.lock() {
-                p.waiters.insert(this, tx);
+                p.waiters.insert(
+                    this,
+                    Entry {
+                        message_id: msg.message_id.clone(),
+                        waiter: tx,
+                        returned: None,
+                    },
+                );
             }
             if let Err(e) = self
                 .channel
@@ -264,9 +328,37 @@ mod tests {
     }
 
     fn wait(s: &Shared, tag: u64) -> oneshot::Receiver<Result<(), PublishError>> {
+        wait_id(s, tag, &format!("m{tag}"))
+    }
+
+    fn wait_id(s: &Shared, tag: u64, id: &str) -> oneshot::Receiver<Result<(), PublishError>> {
         let (tx, rx) = oneshot::channel();
-        s.pending.lock().unwrap().waiters.insert(tag, tx);
+        s.pending.lock().unwrap().waiters.insert(
+            tag,
+            Entry {
+                message_id: id.into(),
+                waiter: tx,
+                returned: None,
+            },
+        );
         rx
+    }
+
+    #[test]
+    fn a_returned_message_is_not_confirmed() {
+        let s = shared();
+        let mut a = wait_id(&s, 1, "same");
+        let mut b = wait_id(&s, 2, "same");
+        let mut c = wait(&s, 3);
+        assert!(s.returned("same", "312 NO_ROUTE".into()));
+        assert!(!s.returned("unknown", "312 NO_ROUTE".into()));
+        s.settle(3, true, Ok(()));
+        assert!(matches!(a.try_recv(), Ok(Err(PublishError::Returned(r))) if r == "312 NO_ROUTE"));
+        assert!(
+            matches!(b.try_recv(), Ok(Ok(()))),
+            "only one publish was returned"
+        );
+        assert!(matches!(c.try_recv(), Ok(Ok(()))));
     }
 
     #[tokio::test]

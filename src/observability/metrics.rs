@@ -98,6 +98,8 @@ pub struct Metrics {
     pub saga_total: Family<StatusLabels, Counter>,
     pub saga_duration: HistFamily<StatusLabels>,
     pub published: Family<PublishLabels, Counter>,
+    /// Messages the broker returned unrouted (mandatory publish, no binding).
+    pub returned: Family<PublishLabels, Counter>,
     pub consumed: Family<ConsumeLabels, Counter>,
     pub outbox_backlog: Family<ServiceLabels, Gauge>,
     pub outbox_relay_latency: HistFamily<ServiceLabels>,
@@ -142,6 +144,12 @@ impl Metrics {
             "messages_published",
             "Messages confirmed by the broker",
             published.clone(),
+        );
+        let returned = Family::<PublishLabels, Counter>::default();
+        registry.register(
+            "messages_returned",
+            "Messages the broker returned unrouted (no binding); they stay in the outbox",
+            returned.clone(),
         );
         let consumed = Family::<ConsumeLabels, Counter>::default();
         registry.register(
@@ -210,6 +218,7 @@ impl Metrics {
             saga_total,
             saga_duration,
             published,
+            returned,
             consumed,
             outbox_backlog,
             outbox_relay_latency,
@@ -272,6 +281,18 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts a message the broker returned unrouted in
+    /// `messages_returned_total`.
+    pub fn returned(&self, exchange: &str, routing_key: &str) {
+        self.returned
+            .get_or_create(&PublishLabels {
+                service: self.service.clone(),
+                exchange: exchange.to_string(),
+                routing_key: routing_key.to_string(),
+            })
+            .inc();
+    }
+
     pub fn service_labels(&self) -> ServiceLabels {
         ServiceLabels {
             service: self.service.clone(),
@@ -302,6 +323,7 @@ pub const EXPORTED: &[&str] = &[
     "saga_total",
     "saga_duration_seconds",
     "messages_published_total",
+    "messages_returned_total",
     "messages_consumed_total",
     "outbox_backlog",
     "outbox_relay_latency_seconds",

@@ -412,6 +412,49 @@ async fn idempotency_key_replays_or_conflicts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_are_per_user_and_byte_for_byte() {
+    let s = Stack::start(mt()).await;
+    let pid = product_id();
+    s.add_product(pid, 100).await;
+    let url = s.url(Role::Order, "/orders");
+    let post = |user: i64, qty: i64, key: &'static str| {
+        let body = Bytes::from(format!(
+            r#"{{"user_id":{user},"product_id":{pid},"quantity":{qty},"total_amount":10.50}}"#
+        ));
+        let (http, url) = (&s.http, url.clone());
+        async move {
+            let r = http
+                .send(Method::POST, &url, Some(body), &[("idempotency-key", key)])
+                .await
+                .unwrap();
+            let id = r
+                .json()
+                .ok()
+                .and_then(|v| v["order_id"].as_str().map(String::from));
+            (r.status, id)
+        }
+    };
+    let (st, a) = post(7, 1, "abc").await;
+    assert_eq!(st, 201);
+    let (st, b) = post(8, 1, "abc").await;
+    assert_eq!(st, 201, "another user's key is another key");
+    assert_ne!(a, b);
+    let (st, c) = post(7, 1, "ABC").await;
+    assert_eq!(st, 201, "keys compare byte for byte");
+    assert_ne!(a, c);
+    assert_ne!(b, c);
+    let (st, again) = post(7, 1, "abc").await;
+    assert_eq!(st, 201);
+    assert_eq!(again, a, "same user, key, body: replayed");
+    let (st, _) = post(7, 2, "abc").await;
+    assert_eq!(st, 409, "same user and key, other body");
+    let (st, again) = post(8, 1, "abc").await;
+    assert_eq!(st, 201);
+    assert_eq!(again, b, "the other user's order replays too");
+    s.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_id_is_the_trace_id_and_is_echoed() {
     let s = Stack::start(mt()).await;
     let r = s

@@ -21,5 +21,7 @@ mod lost_commit;
 mod observability;
 mod proxy;
 mod reliability;
+mod returns;
 mod saga;
 mod script;
+mod trace_ids;

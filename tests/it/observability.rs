@@ -175,6 +175,7 @@ fn touch_every_family(m: &dop::observability::Metrics) {
         .get_or_create(&StatusLabels { status: s() })
         .observe(0.1);
     m.published(&s(), &s());
+    m.returned(&s(), &s());
     m.consumed(&s(), &s());
     m.outbox_backlog.get_or_create(&m.service_labels()).set(1);
     m.outbox_relay_latency

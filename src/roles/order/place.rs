@@ -100,12 +100,12 @@ fn rows(new: &NewOrder, key: Option<String>, trace_id: &str) -> Rows {
     }
 }
 
-/// Two Idempotency-Keys are the same key when the unique index on
-/// `orders.idempotency_key` says so: the table's collation
-/// (utf8mb4_general_ci) ignores case, and keys are visible ASCII (the
-/// extractor refuses anything else), so equal ignoring ASCII case.
-pub fn key_id(key: &str) -> String {
-    key.to_ascii_lowercase()
+/// Which earlier order an Idempotency-Key names: keys belong to their
+/// user and compare byte for byte (`abc` and `ABC` are two keys), as the
+/// unique index on `orders (user_id, idempotency_key)` with its binary
+/// collation does (docs/contract.md section 4).
+pub fn key_id(user_id: i64, key: &str) -> (i64, String) {
+    (user_id, key.to_string())
 }
 
 /// What an attempt must read before deciding.
@@ -136,8 +136,8 @@ pub struct Seen {
     /// Ids among the batch's own order ids that are already written (an
     /// earlier attempt committed, its reply was lost).
     pub ids: HashSet<String>,
-    /// Existing orders by [`key_id`] of their Idempotency-Key.
-    pub by_key: HashMap<String, OrderRow>,
+    /// Existing orders by [`key_id`] of their user and Idempotency-Key.
+    pub by_key: HashMap<(i64, String), OrderRow>,
 }
 
 impl Seen {
@@ -150,7 +150,7 @@ impl Seen {
                 seen.ids.insert(o.id.clone());
             }
             if let Some(k) = &o.idempotency_key {
-                seen.by_key.insert(key_id(k), o);
+                seen.by_key.insert(key_id(o.user_id, k), o);
             }
         }
         seen
@@ -187,7 +187,7 @@ pub fn decide(jobs: &[Planned], seen: &Seen) -> Decision {
     let mut insert = Vec::with_capacity(jobs.len());
     let mut outcomes = Vec::with_capacity(jobs.len());
     // Keys this batch inserts, with the index of the order inserting it.
-    let mut claimed: HashMap<String, usize> = HashMap::new();
+    let mut claimed: HashMap<(i64, String), usize> = HashMap::new();
     for (i, job) in jobs.iter().enumerate() {
         if seen.ids.contains(&job.rows.row.id) {
             outcomes.push(Outcome::Created);
@@ -198,7 +198,7 @@ pub fn decide(jobs: &[Planned], seen: &Seen) -> Decision {
             outcomes.push(Outcome::Created);
             continue;
         };
-        let id = key_id(key);
+        let id = key_id(job.new.user_id, key);
         let earlier = seen
             .by_key
             .get(&id)
@@ -228,9 +228,13 @@ mod tests {
     use super::*;
 
     fn order(qty: i32, key: Option<&str>) -> Planned {
+        order_of(7, qty, key)
+    }
+
+    fn order_of(user_id: i64, qty: i32, key: Option<&str>) -> Planned {
         Planned::new(
             NewOrder {
-                user_id: 7,
+                user_id,
                 product_id: 1001,
                 quantity: qty,
                 total_amount: "10.50".parse().unwrap(),
@@ -286,6 +290,46 @@ mod tests {
     }
 
     #[test]
+    fn keys_are_per_user_and_byte_for_byte() {
+        // In one batch and against rows already written alike.
+        let jobs = [
+            order_of(1, 1, Some("abc")),
+            order_of(2, 1, Some("abc")),
+            order_of(1, 1, Some("ABC")),
+            order_of(1, 1, Some("abc")),
+            order_of(1, 2, Some("abc")),
+        ];
+        let d = decide(&jobs, &Seen::default());
+        assert_eq!(d.insert, vec![0, 1, 2]);
+        assert_eq!(
+            d.outcomes,
+            vec![
+                Outcome::Created,
+                Outcome::Created,
+                Outcome::Created,
+                Outcome::Replayed(jobs[0].rows.row.clone()),
+                Outcome::Conflict,
+            ]
+        );
+        let written = seen(&[], &[&jobs[0]]);
+        let again = [
+            order_of(2, 1, Some("abc")),
+            order_of(1, 1, Some("ABC")),
+            order_of(1, 1, Some("abc")),
+            order_of(1, 3, Some("abc")),
+        ];
+        let d = decide(&again, &written);
+        assert_eq!(d.insert, vec![0, 1]);
+        assert_eq!(
+            d.outcomes[2..],
+            [
+                Outcome::Replayed(jobs[0].rows.row.clone()),
+                Outcome::Conflict
+            ]
+        );
+    }
+
+    #[test]
     fn a_fresh_batch_inserts_everything() {
         for n in [1, 64] {
             let jobs: Vec<Planned> = (0..n).map(|_| order(1, None)).collect();
@@ -318,8 +362,8 @@ mod tests {
     fn an_existing_key_replays_the_same_body_and_refuses_another() {
         let earlier = order(1, Some("Key-1"));
         let jobs = [
-            order(1, Some("key-1")),
-            order(2, Some("KEY-1")),
+            order(1, Some("Key-1")),
+            order(2, Some("Key-1")),
             order(1, None),
         ];
         let d = decide(&jobs, &seen(&jobs.iter().collect::<Vec<_>>(), &[&earlier]));
@@ -339,7 +383,7 @@ mod tests {
         let jobs = [
             order(1, Some("a")),
             order(1, Some("b")),
-            order(1, Some("A")),
+            order(1, Some("a")),
             order(3, Some("a")),
             order(1, Some("b")),
         ];
