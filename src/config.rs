@@ -381,17 +381,14 @@ impl Config {
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(Env::prefixed("DOP_").split("__").ignore(&["config"]));
+        fig = dop_env(fig);
         Self::finish(fig, &ProcessEnv, role)
     }
 
     /// Applies the original system's variables, extracts and validates.
     pub fn finish(fig: Figment, env: &dyn EnvSource, role: Option<Role>) -> anyhow::Result<Self> {
         let fig = legacy_layer(fig, env, role)?;
-        let cfg: Config = fig.extract().map_err(|e| {
-            let key = e.path.join(".");
-            anyhow::anyhow!("invalid configuration: {key}: {}", e.kind)
-        })?;
+        let cfg: Config = fig.extract().map_err(extract_error)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -460,6 +457,51 @@ impl Config {
     }
 }
 
+/// The keys whose values are secrets: never parsed from the environment as
+/// anything but text, never shown in an error.
+const SECRET_KEYS: [&str; 5] = [
+    "admin.token",
+    "order.database_url",
+    "inventory.database_url",
+    "payment.database_url",
+    "rabbitmq.url",
+];
+
+/// The `DOP_*` variables (`DOP_SECTION__KEY`). figment reads a variable's
+/// value as TOML-ish data (`123456` an integer, `true` a boolean, `007`
+/// the number 7), which would mangle a secret or put it in a type error:
+/// secrets are taken out of that parsing and merged as the exact text.
+pub fn dop_env(fig: Figment) -> Figment {
+    let mut ignored = vec!["config"];
+    ignored.extend(SECRET_KEYS);
+    let mut fig = fig.merge(Env::prefixed("DOP_").split("__").ignore(&ignored));
+    for (var, value) in std::env::vars() {
+        let Some(rest) = var
+            .get(..4)
+            .filter(|p| p.eq_ignore_ascii_case("DOP_"))
+            .map(|_| &var[4..])
+        else {
+            continue;
+        };
+        let key = rest.replace("__", ".").to_ascii_lowercase();
+        if SECRET_KEYS.contains(&key.as_str()) {
+            fig = fig.merge(Serialized::default(&key, value));
+        }
+    }
+    fig
+}
+
+/// A figment error as one line naming the key; for a secret's key the
+/// value is left out, whatever its shape (figment's messages quote it).
+fn extract_error(e: figment::Error) -> anyhow::Error {
+    let key = e.path.join(".");
+    if SECRET_KEYS.contains(&key.as_str()) {
+        anyhow::anyhow!("invalid configuration: {key}: must be a string (value not shown)")
+    } else {
+        anyhow::anyhow!("invalid configuration: {key}: {}", e.kind)
+    }
+}
+
 /// The original Go system's environment variables, applied last.
 fn legacy_layer(
     mut fig: Figment,
@@ -513,9 +555,7 @@ fn legacy_layer(
     if host.is_some() || port.is_some() || user.is_some() || pass.is_some() || name.is_some() {
         // DB_* describe one server; DB_NAME names the database of the one
         // role being served (as each original binary had its own).
-        let current: Config = fig.extract().map_err(|e| {
-            anyhow::anyhow!("invalid configuration: {}: {}", e.path.join("."), e.kind)
-        })?;
+        let current: Config = fig.extract().map_err(extract_error)?;
         for r in Role::ALL {
             let mut url = url::Url::parse(current.db(r).database_url.expose()).map_err(|e| {
                 anyhow::anyhow!("invalid configuration: {}.database_url: {e}", r.as_str())
@@ -658,6 +698,47 @@ mod tests {
                 .merge(Env::prefixed("DOP_").split("__"));
             let err = Config::finish(fig, &MapEnv(HashMap::new()), None).unwrap_err();
             assert!(err.to_string().contains("order.port"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn secrets_are_taken_as_text_and_never_shown() {
+        figment::Jail::expect_with(|jail| {
+            // Shapes figment would read as a number, a boolean, an array.
+            for token in [
+                "123456",
+                "true",
+                "007",
+                "1.5",
+                "1e3",
+                "123456789012345678901234567890",
+                "[1,2]",
+                "s3cr3t",
+            ] {
+                jail.set_env("DOP_ADMIN__TOKEN", token);
+                let cfg = Config::load(None, None)
+                    .map_err(|e| format!("{token}: {e}"))
+                    .unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(cfg.admin.token.expose(), token);
+            }
+            // A URL that is only digits: refused, not shown.
+            jail.set_env("DOP_RABBITMQ__URL", "987654321");
+            let err = Config::load(None, None).unwrap_err().to_string();
+            assert!(err.contains("rabbitmq.url"), "{err}");
+            assert!(!err.contains("987654321"), "{err}");
+            jail.clear_env();
+            // A file may hold a secret of the wrong type: never quoted.
+            for (i, value) in ["424242", "true", "4242.5"].iter().enumerate() {
+                let file = format!("bad{i}.toml");
+                jail.create_file(&file, &format!("[admin]\ntoken = {value}\n"))?;
+                let err = Config::load(Some(Path::new(&file)), None)
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains("admin.token"), "{err}");
+                assert!(!err.contains(value), "{err}");
+            }
             Ok(())
         });
     }
