@@ -79,3 +79,34 @@ async fn made_up_methods_do_not_grow_the_metrics() {
     assert!(after.contains("method=\"OTHER\""), "{after}");
     s.teardown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amounts_are_read_from_the_text_not_a_float() {
+    let s = Stack::start(order_only()).await;
+    let url = s.url(Role::Order, "/orders");
+    let post = |amount: &'static str| {
+        let body =
+            format!(r#"{{"user_id":1,"product_id":1,"quantity":1,"total_amount":{amount}}}"#);
+        let http = s.http.clone();
+        let url = url.clone();
+        async move {
+            http.send(Method::POST, &url, Some(Bytes::from(body)), &[])
+                .await
+                .unwrap()
+        }
+    };
+    for amount in ["0.0100000000000000001", "\"0.0100000000000000001\"", "1e-3"] {
+        let r = post(amount).await;
+        assert_eq!(r.status, 400, "{amount}: {}", r.text());
+        let msg = r.json().unwrap()["error"].as_str().unwrap().to_string();
+        assert!(
+            msg.contains("total_amount") && msg.contains("two decimals"),
+            "{amount}: {msg}"
+        );
+    }
+    for amount in ["199.98", "\"199.98\"", "1e2"] {
+        let r = post(amount).await;
+        assert_eq!(r.status, 201, "{amount}: {}", r.text());
+    }
+    s.teardown().await;
+}
