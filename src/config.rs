@@ -149,6 +149,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub shutdown: ShutdownConfig,
     pub database: DatabaseConfig,
+    pub http: HttpConfig,
 }
 
 /// What every role has: its port and its database.
@@ -281,6 +282,22 @@ pub struct AdminConfig {
     pub url: String,
 }
 
+/// Bounds on what one HTTP client can hold (docs/operations.md).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct HttpConfig {
+    /// A connection that has not sent a whole request head this long after
+    /// it began is closed (`DOP_HTTP__HEADER_READ_TIMEOUT`).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A request not answered within this gets 503 `TIMEOUT`
+    /// (`DOP_HTTP__REQUEST_TIMEOUT`).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Connections served at once; one more is answered 503 with
+    /// `Retry-After` and closed (`DOP_HTTP__MAX_CONNECTIONS`).
+    pub max_connections: usize,
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct ShutdownConfig {
     #[serde(with = "humantime_serde")]
@@ -347,6 +364,11 @@ impl Default for Config {
             },
             database: DatabaseConfig {
                 write_mode: WriteMode::Text,
+            },
+            http: HttpConfig {
+                header_read_timeout: Duration::from_secs(10),
+                request_timeout: Duration::from_secs(30),
+                max_connections: 1024,
             },
         }
     }
@@ -422,6 +444,12 @@ impl Config {
         }
         if self.retry.max_attempts == 0 {
             bail!("invalid configuration: retry.max_attempts must be at least 1");
+        }
+        if self.http.max_connections == 0 {
+            bail!("invalid configuration: http.max_connections must be at least 1");
+        }
+        if self.http.header_read_timeout.is_zero() || self.http.request_timeout.is_zero() {
+            bail!("invalid configuration: http.header_read_timeout and http.request_timeout must be above zero");
         }
         if !matches!(self.log_format.as_str(), "auto" | "json" | "pretty") {
             bail!("invalid configuration: log_format must be auto, json or pretty");

@@ -94,6 +94,33 @@ pub async fn observe(
     resp
 }
 
+/// Answers 503 `TIMEOUT` for a request (its body included) not answered
+/// within `http.request_timeout`, instead of holding the connection.
+pub async fn deadline(
+    State(limit): State<std::time::Duration>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            tracing::warn!(timeout_ms = limit.as_millis() as u64, "request timed out");
+            let mut resp = axum::response::IntoResponse::into_response((
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({
+                    "error": format!("request not answered within {} ms", limit.as_millis()),
+                    "code": "TIMEOUT",
+                })),
+            ));
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                HeaderValue::from_static("1"),
+            );
+            resp
+        }
+    }
+}
+
 /// Errors produced by axum itself (a method not allowed, a path segment that
 /// is not valid UTF-8, a malformed query) come as plain text: give them the
 /// same `{"error","code"}` envelope as dop's own errors.

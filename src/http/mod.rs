@@ -7,6 +7,7 @@ pub mod extract;
 pub mod health;
 pub mod middleware;
 pub mod openapi;
+pub mod serve;
 
 pub use error::ApiError;
 pub use extract::{id_param, require_admin, uuid_param, ApiJson, IdempotencyKey};

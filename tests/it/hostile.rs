@@ -2,14 +2,18 @@
 //! half-sent requests that would hold connections, more connections than
 //! the server takes, and amounts more precise than a float can tell apart.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dop::roles::Role;
 use hyper::Method;
 use rand::Rng;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
 
-use crate::harness::{Opts, Stack};
+use crate::harness::{self, Opts, Stack};
 
 fn order_only() -> Opts {
     Opts {
@@ -108,5 +112,115 @@ async fn amounts_are_read_from_the_text_not_a_float() {
         let r = post(amount).await;
         assert_eq!(r.status, 201, "{amount}: {}", r.text());
     }
+    s.teardown().await;
+}
+
+/// A stack whose order role has the given HTTP limits.
+async fn order_with(f: impl FnOnce(&mut dop::config::HttpConfig)) -> Stack {
+    let mut s = Stack::start(Opts {
+        roles: vec![],
+        ..Opts::default()
+    })
+    .await;
+    f(&mut s.cfg.http);
+    s.start_role(Role::Order).await;
+    s.wait_ready(Role::Order).await;
+    s
+}
+
+/// Reads until the server closes the connection; `None` if it did not
+/// within `within`.
+async fn read_to_close(tcp: &mut TcpStream, within: Duration) -> Option<String> {
+    let mut got = Vec::new();
+    tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .ok()?;
+    Some(String::from_utf8_lossy(&got).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_sent_request_is_cut_off_while_others_are_served() {
+    let s = order_with(|h| h.header_read_timeout = Duration::from_secs(1)).await;
+    let addr = s.addrs[&Role::Order];
+    let mut idle = Vec::new();
+    for _ in 0..5 {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .unwrap();
+        idle.push(tcp);
+    }
+    let started = Instant::now();
+    for _ in 0..5 {
+        assert_eq!(s.get(Role::Order, "/health").await.status, 200);
+    }
+    for mut tcp in idle {
+        assert!(
+            read_to_close(&mut tcp, Duration::from_secs(5))
+                .await
+                .is_some(),
+            "a half-sent request still held its connection after 5 s"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(s.get(Role::Order, "/health").await.status, 200);
+    s.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_get_503_with_retry_after() {
+    let mut s = order_with(|h| h.max_connections = 2).await;
+    let addr = s.addrs[&Role::Order];
+    // Two connections served and kept open (keep-alive).
+    // wait_ready's pooled connection is let go first.
+    s.http = dop::http::client::Client::new(Duration::from_secs(15));
+    let mut held: Vec<TcpStream> = Vec::new();
+    while held.len() < 2 {
+        let tcp = harness::eventually("a connection slot", Duration::from_secs(5), || async {
+            let mut tcp = TcpStream::connect(addr).await.ok()?;
+            tcp.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .ok()?;
+            let mut buf = [0u8; 1024];
+            let n = tcp.read(&mut buf).await.ok()?;
+            String::from_utf8_lossy(&buf[..n])
+                .starts_with("HTTP/1.1 200")
+                .then_some(tcp)
+        })
+        .await;
+        held.push(tcp);
+    }
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    third
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut third, Duration::from_secs(5))
+        .await
+        .expect("the refused connection is closed");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
+    // Once one is closed, a new connection is served again.
+    drop(held.pop());
+    harness::eventually(
+        "a freed connection slot",
+        Duration::from_secs(5),
+        || async {
+            let r = s.http.get(&s.url(Role::Order, "/health")).await.ok()?;
+            (r.status == 200).then_some(())
+        },
+    )
+    .await;
     s.teardown().await;
 }
