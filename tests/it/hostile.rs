@@ -224,3 +224,27 @@ async fn connections_beyond_the_limit_get_503_with_retry_after() {
     .await;
     s.teardown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_never_ends_gets_503_timeout() {
+    let s = order_with(|h| h.request_timeout = Duration::from_secs(1)).await;
+    let addr = s.addrs[&Role::Order];
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    // The head is whole; the body stops half way.
+    tcp.write_all(
+        b"POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user_id\":",
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 2048];
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+        .await
+        .expect("an answer within 5 s")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("TIMEOUT"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    s.teardown().await;
+}
