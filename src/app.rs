@@ -2,7 +2,6 @@
 //! (`context::Ctx`), the role's consumers and routes, and the HTTP server.
 //! Nothing imports this module but the CLI.
 
-use axum::serve::ListenerExt;
 use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
@@ -90,19 +89,7 @@ impl RunningRole {
             let shutdown = async move {
                 let _ = stop_rx.wait_for(|s| *s).await;
             };
-            // Responses leave at once instead of waiting on Nagle's
-            // algorithm for the ACK of a previous segment.
-            let listener = listener.tap_io(|tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!(error = %e, "could not set TCP_NODELAY");
-                }
-            });
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
+            http::serve::serve(listener, app, config.http.clone(), shutdown).await;
         });
         tracing::info!(role = %role, %addr, "role started");
         Ok(Self {

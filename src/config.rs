@@ -149,6 +149,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub shutdown: ShutdownConfig,
     pub database: DatabaseConfig,
+    pub http: HttpConfig,
 }
 
 /// What every role has: its port and its database.
@@ -288,6 +289,22 @@ pub struct AdminConfig {
     pub url: String,
 }
 
+/// Bounds on what one HTTP client can hold (docs/operations.md).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct HttpConfig {
+    /// A connection that has not sent a whole request head this long after
+    /// it began is closed (`DOP_HTTP__HEADER_READ_TIMEOUT`).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A request not answered within this gets 503 `TIMEOUT`
+    /// (`DOP_HTTP__REQUEST_TIMEOUT`).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Connections served at once; one more is answered 503 with
+    /// `Retry-After` and closed (`DOP_HTTP__MAX_CONNECTIONS`).
+    pub max_connections: usize,
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct ShutdownConfig {
     #[serde(with = "humantime_serde")]
@@ -356,6 +373,11 @@ impl Default for Config {
             database: DatabaseConfig {
                 write_mode: WriteMode::Text,
             },
+            http: HttpConfig {
+                header_read_timeout: Duration::from_secs(10),
+                request_timeout: Duration::from_secs(30),
+                max_connections: 1024,
+            },
         }
     }
 }
@@ -389,17 +411,14 @@ impl Config {
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(Env::prefixed("DOP_").split("__").ignore(&["config"]));
+        fig = dop_env(fig);
         Self::finish(fig, &ProcessEnv, role)
     }
 
     /// Applies the original system's variables, extracts and validates.
     pub fn finish(fig: Figment, env: &dyn EnvSource, role: Option<Role>) -> anyhow::Result<Self> {
         let fig = legacy_layer(fig, env, role)?;
-        let cfg: Config = fig.extract().map_err(|e| {
-            let key = e.path.join(".");
-            anyhow::anyhow!("invalid configuration: {key}: {}", e.kind)
-        })?;
+        let cfg: Config = fig.extract().map_err(extract_error)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -434,6 +453,12 @@ impl Config {
         if self.retry.max_attempts == 0 {
             bail!("invalid configuration: retry.max_attempts must be at least 1");
         }
+        if self.http.max_connections == 0 {
+            bail!("invalid configuration: http.max_connections must be at least 1");
+        }
+        if self.http.header_read_timeout.is_zero() || self.http.request_timeout.is_zero() {
+            bail!("invalid configuration: http.header_read_timeout and http.request_timeout must be above zero");
+        }
         if !matches!(self.log_format.as_str(), "auto" | "json" | "pretty") {
             bail!("invalid configuration: log_format must be auto, json or pretty");
         }
@@ -467,6 +492,51 @@ impl Config {
             }
         }
         toml::to_string_pretty(&shown).context("Failed to render the configuration")
+    }
+}
+
+/// The keys whose values are secrets: never parsed from the environment as
+/// anything but text, never shown in an error.
+const SECRET_KEYS: [&str; 5] = [
+    "admin.token",
+    "order.database_url",
+    "inventory.database_url",
+    "payment.database_url",
+    "rabbitmq.url",
+];
+
+/// The `DOP_*` variables (`DOP_SECTION__KEY`). figment reads a variable's
+/// value as TOML-ish data (`123456` an integer, `true` a boolean, `007`
+/// the number 7), which would mangle a secret or put it in a type error:
+/// secrets are taken out of that parsing and merged as the exact text.
+pub fn dop_env(fig: Figment) -> Figment {
+    let mut ignored = vec!["config"];
+    ignored.extend(SECRET_KEYS);
+    let mut fig = fig.merge(Env::prefixed("DOP_").split("__").ignore(&ignored));
+    for (var, value) in std::env::vars() {
+        let Some(rest) = var
+            .get(..4)
+            .filter(|p| p.eq_ignore_ascii_case("DOP_"))
+            .map(|_| &var[4..])
+        else {
+            continue;
+        };
+        let key = rest.replace("__", ".").to_ascii_lowercase();
+        if SECRET_KEYS.contains(&key.as_str()) {
+            fig = fig.merge(Serialized::default(&key, value));
+        }
+    }
+    fig
+}
+
+/// A figment error as one line naming the key; for a secret's key the
+/// value is left out, whatever its shape (figment's messages quote it).
+fn extract_error(e: figment::Error) -> anyhow::Error {
+    let key = e.path.join(".");
+    if SECRET_KEYS.contains(&key.as_str()) {
+        anyhow::anyhow!("invalid configuration: {key}: must be a string (value not shown)")
+    } else {
+        anyhow::anyhow!("invalid configuration: {key}: {}", e.kind)
     }
 }
 
@@ -523,9 +593,7 @@ fn legacy_layer(
     if host.is_some() || port.is_some() || user.is_some() || pass.is_some() || name.is_some() {
         // DB_* describe one server; DB_NAME names the database of the one
         // role being served (as each original binary had its own).
-        let current: Config = fig.extract().map_err(|e| {
-            anyhow::anyhow!("invalid configuration: {}: {}", e.path.join("."), e.kind)
-        })?;
+        let current: Config = fig.extract().map_err(extract_error)?;
         for r in Role::ALL {
             let mut url = url::Url::parse(current.db(r).database_url.expose()).map_err(|e| {
                 anyhow::anyhow!("invalid configuration: {}.database_url: {e}", r.as_str())
@@ -686,6 +754,47 @@ mod tests {
                 .merge(Env::prefixed("DOP_").split("__"));
             let err = Config::finish(fig, &MapEnv(HashMap::new()), None).unwrap_err();
             assert!(err.to_string().contains("order.port"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn secrets_are_taken_as_text_and_never_shown() {
+        figment::Jail::expect_with(|jail| {
+            // Shapes figment would read as a number, a boolean, an array.
+            for token in [
+                "123456",
+                "true",
+                "007",
+                "1.5",
+                "1e3",
+                "123456789012345678901234567890",
+                "[1,2]",
+                "s3cr3t",
+            ] {
+                jail.set_env("DOP_ADMIN__TOKEN", token);
+                let cfg = Config::load(None, None)
+                    .map_err(|e| format!("{token}: {e}"))
+                    .unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(cfg.admin.token.expose(), token);
+            }
+            // A URL that is only digits: refused, not shown.
+            jail.set_env("DOP_RABBITMQ__URL", "987654321");
+            let err = Config::load(None, None).unwrap_err().to_string();
+            assert!(err.contains("rabbitmq.url"), "{err}");
+            assert!(!err.contains("987654321"), "{err}");
+            jail.clear_env();
+            // A file may hold a secret of the wrong type: never quoted.
+            for (i, value) in ["424242", "true", "4242.5"].iter().enumerate() {
+                let file = format!("bad{i}.toml");
+                jail.create_file(&file, &format!("[admin]\ntoken = {value}\n"))?;
+                let err = Config::load(Some(Path::new(&file)), None)
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains("admin.token"), "{err}");
+                assert!(!err.contains(value), "{err}");
+            }
             Ok(())
         });
     }

@@ -106,34 +106,25 @@ impl Serialize for Money {
 }
 
 impl<'de> Deserialize<'de> for Money {
+    /// Reads the amount from the JSON text itself, never through a float:
+    /// a double cannot tell `0.0100000000000000001` from `0.01`, so the
+    /// "at most two decimals" rule would pass an amount the client did not
+    /// mean. A number (`199.98`, `100`, `1e2`) or a string holding one
+    /// (`"199.98"`) is accepted when its exact value has at most two
+    /// decimals (docs/design/exact-input.md).
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl de::Visitor<'_> for V {
-            type Value = Money;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an amount such as 199.98 (at most two decimals)")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Money, E> {
-                Money::new(Decimal::from(v)).map_err(E::custom)
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Money, E> {
-                Money::new(Decimal::from(v)).map_err(E::custom)
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Money, E> {
-                // serde_json parsed the text to the nearest double; its
-                // shortest round-trip form is the text the client sent for
-                // every value that fits DECIMAL(12,2), so the decimal check
-                // below sees what was written.
-                if !v.is_finite() {
-                    return Err(E::custom(MoneyError::NotANumber));
-                }
-                format!("{v}").parse::<Money>().map_err(E::custom)
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Money, E> {
-                v.parse::<Money>().map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
+        let raw = Box::<serde_json::value::RawValue>::deserialize(d)?;
+        let text = raw.get().trim();
+        let number = if text.starts_with('"') {
+            serde_json::from_str::<String>(text).map_err(de::Error::custom)?
+        } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+            text.to_string()
+        } else {
+            return Err(de::Error::custom(
+                "expected an amount such as 199.98 (at most two decimals)",
+            ));
+        };
+        number.parse::<Money>().map_err(de::Error::custom)
     }
 }
 
@@ -172,6 +163,39 @@ mod tests {
         assert!(parse("-1").unwrap_err().contains("negative"));
         assert!(parse("10000000000").unwrap_err().contains("larger"));
         assert!(parse("1e300").is_err());
+    }
+
+    #[test]
+    fn never_rounded_through_a_float() {
+        // Each is 0.01 or 1.00 as a double, but not as written.
+        for s in [
+            "0.0100000000000000001",
+            "1.0000000000000000001",
+            "\"0.0100000000000000001\"",
+            "0.009999999999999999999",
+        ] {
+            assert!(parse(s).unwrap_err().contains("two decimals"), "{s}");
+        }
+        // Exponents are read exactly too.
+        assert_eq!(parse("1e2").unwrap().to_string(), "100.00");
+        assert_eq!(parse("1.5E1").unwrap().to_string(), "15.00");
+        assert_eq!(parse("1999.8e-1").unwrap().to_string(), "199.98");
+        assert!(parse("1e-3").unwrap_err().contains("two decimals"));
+        assert!(parse("12345678901234567890123456789012345").is_err());
+        assert!(parse("null").is_err());
+        assert!(parse("[1]").is_err());
+        // Inside a body, a serde_json::Value, and a struct.
+        #[derive(Deserialize)]
+        struct Body {
+            #[allow(dead_code)]
+            id: i64,
+            amount: Money,
+        }
+        let b: Body = serde_json::from_str(r#"{"id": 7, "amount": 199.98}"#).unwrap();
+        assert_eq!(b.amount.to_string(), "199.98");
+        let v = serde_json::json!({"id": 7, "amount": 2.5});
+        let b: Body = serde_json::from_value(v).unwrap();
+        assert_eq!(b.amount.to_string(), "2.50");
     }
 
     #[test]

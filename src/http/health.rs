@@ -27,6 +27,10 @@ pub fn with_common(app: Router, state: AppState) -> Router {
     app.merge(common)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
+            state.config.http.request_timeout,
+            middleware::deadline,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             middleware::observe,
         ))

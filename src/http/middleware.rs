@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Instant};
 
 use axum::{
     extract::{MatchedPath, Request, State},
-    http::HeaderValue,
+    http::{HeaderValue, Method},
     middleware::Next,
     response::Response,
 };
@@ -27,6 +27,24 @@ fn valid_trace_id(v: &HeaderValue) -> Option<String> {
     crate::observability::valid_trace_id(v.to_str().ok()?)
 }
 
+/// The method as a metrics label: one of the standard methods, or `OTHER`
+/// for any made-up one, so a client cannot grow the label set (and the
+/// /metrics page) by inventing methods.
+pub fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "OTHER",
+    }
+}
+
 pub async fn observe(
     State(metrics): State<Arc<Metrics>>,
     mut req: Request,
@@ -42,7 +60,7 @@ pub async fn observe(
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
-    let method = req.method().as_str().to_string();
+    let method = method_label(req.method()).to_string();
     req.extensions_mut().insert(TraceId(trace_id.clone()));
     let span = tracing::info_span!("request", service = %metrics.service, trace_id = %trace_id, method = %method, path = %path);
     let start = Instant::now();
@@ -71,6 +89,33 @@ pub async fn observe(
             .observe(start.elapsed().as_secs_f64());
     }
     resp
+}
+
+/// Answers 503 `TIMEOUT` for a request (its body included) not answered
+/// within `http.request_timeout`, instead of holding the connection.
+pub async fn deadline(
+    State(limit): State<std::time::Duration>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            tracing::warn!(timeout_ms = limit.as_millis() as u64, "request timed out");
+            let mut resp = axum::response::IntoResponse::into_response((
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({
+                    "error": format!("request not answered within {} ms", limit.as_millis()),
+                    "code": "TIMEOUT",
+                })),
+            ));
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                HeaderValue::from_static("1"),
+            );
+            resp
+        }
+    }
 }
 
 /// Errors produced by axum itself (a method not allowed, a path segment that
@@ -116,4 +161,20 @@ async fn envelope(resp: Response) -> Response {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(
+            method_label(&Method::from_bytes(b"PATCH").unwrap()),
+            "PATCH"
+        );
+        assert_eq!(method_label(&Method::from_bytes(b"FOO").unwrap()), "OTHER");
+        assert_eq!(method_label(&Method::from_bytes(b"get").unwrap()), "OTHER");
+    }
 }

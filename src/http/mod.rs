@@ -9,6 +9,7 @@ pub mod extract;
 pub mod health;
 pub mod middleware;
 pub mod openapi;
+pub mod serve;
 
 pub use auth::{CanOperate, CanRead, CanWrite};
 pub use error::ApiError;

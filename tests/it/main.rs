@@ -13,6 +13,7 @@ mod exec_payment;
 mod exec_saga;
 mod fuzz;
 mod harness;
+mod hostile;
 mod ids;
 mod integrity;
 mod inventory_props;
