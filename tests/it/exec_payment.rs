@@ -29,14 +29,6 @@ use proptest::prelude::*;
 
 use crate::harness::{metric, ScratchDb};
 
-/// Cases of each property test: `DOP_PROPTEST_CASES` or `default`.
-pub fn cases(default: u32) -> u32 {
-    std::env::var("DOP_PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// A runner as the role builds it, over a scratch database.
 pub fn runner<'a>(name: &'static str, db: &'a ScratchDb, metrics: &'a Metrics) -> Runner<'a> {
     Runner::new(name, &db.pool, metrics)
@@ -194,11 +186,7 @@ fn sequence() -> impl Strategy<Value = (Vec<PayCommand>, Vec<bool>)> {
 #[test]
 fn batches_decide_as_one_command_at_a_time() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases: cases(8),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    });
+    let mut runner = crate::harness::prop_runner(8);
     runner
         .run(&sequence(), |(cmds, cut)| {
             rt.block_on(async {

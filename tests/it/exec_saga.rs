@@ -29,10 +29,7 @@ use dop::{
 };
 use proptest::prelude::*;
 
-use crate::{
-    exec_payment::{cases, runner},
-    harness::ScratchDb,
-};
+use crate::{exec_payment::runner, harness::ScratchDb};
 
 /// Sagas that exist; saga number `SAGAS` does not.
 const SAGAS: usize = 3;
@@ -280,11 +277,7 @@ fn sequence() -> impl Strategy<Value = (Vec<SagaEvent>, Vec<bool>)> {
 #[test]
 fn batches_decide_as_one_event_at_a_time() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases: cases(8),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    });
+    let mut runner = crate::harness::prop_runner(8);
     runner
         .run(&sequence(), |(events, cut)| {
             rt.block_on(async {

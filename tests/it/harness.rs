@@ -602,3 +602,21 @@ impl ScratchDb {
         drop_db(&self.name).await;
     }
 }
+
+/// Cases of each property test: `DOP_PROPTEST_CASES`, or `default`.
+pub fn prop_cases(default: u32) -> u32 {
+    std::env::var("DOP_PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A proptest runner for the property tests against the real database:
+/// `prop_cases(default)` cases, no failure files written into the tree.
+pub fn prop_runner(default: u32) -> proptest::test_runner::TestRunner {
+    proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases: prop_cases(default),
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    })
+}

@@ -147,10 +147,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
 }
 
 fn runner() -> (TestRunner, u64, u32) {
-    let cases = std::env::var("DOP_PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+    let cases = crate::harness::prop_cases(3);
     let seed = std::env::var("DOP_PROPTEST_SEED")
         .ok()
         .and_then(|v| v.parse().ok())

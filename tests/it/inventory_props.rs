@@ -361,20 +361,12 @@ async fn compare(
 
 #[test]
 fn batches_decide_as_one_command_at_a_time_and_keep_the_invariants() {
-    let cases = std::env::var("DOP_PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(12);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    });
+    let mut runner = crate::harness::prop_runner(12);
     let result = runner.run(&case(), |c| {
         rt.block_on(check(c)).map_err(TestCaseError::fail)
     });

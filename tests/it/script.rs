@@ -717,17 +717,9 @@ mod random {
     /// default; `DOP_PROPTEST_CASES=N` for more.
     #[test]
     fn random_values_are_stored_alike_by_every_write_path() {
-        let cases = std::env::var("DOP_PROPTEST_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(16);
         let rt = tokio::runtime::Runtime::new().unwrap();
         let (name, text, prepared) = rt.block_on(round_trip_db());
-        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-            cases,
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        });
+        let mut runner = crate::harness::prop_runner(16);
         let batches = prop::collection::vec(row(), 1..20).prop_map(|mut rows| {
             for (i, r) in rows.iter_mut().enumerate() {
                 r.id = i as i64;
