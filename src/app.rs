@@ -72,6 +72,9 @@ impl RunningRole {
                 roles::order::router(ctx.clone(), writer)
             }
             Role::Inventory => {
+                if let Some(retry) = roles::inventory::seed::at_start(ctx.clone()).await {
+                    tasks.push(retry);
+                }
                 roles::inventory::register(&ctx);
                 roles::inventory::router(ctx.clone())
             }

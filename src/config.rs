@@ -227,7 +227,32 @@ role_section!(InventoryConfig {
     /// database error (deadlock, lock wait timeout, lost connection) before
     /// its commands go to the retry queue.
     reserve_max_retries: u32,
+    /// Products created at start when missing (existing stock is never
+    /// touched); the original system's 1001 (100 units) and 1002 (50) by
+    /// default, none when empty.
+    seed: Vec<SeedProduct>,
 });
+
+/// One product of `inventory.seed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub struct SeedProduct {
+    pub product_id: i64,
+    pub available_qty: i64,
+}
+
+/// The original system's seed: what its happy-path script orders from.
+pub fn default_seed() -> Vec<SeedProduct> {
+    vec![
+        SeedProduct {
+            product_id: 1001,
+            available_qty: 100,
+        },
+        SeedProduct {
+            product_id: 1002,
+            available_qty: 50,
+        },
+    ]
+}
 
 role_section!(PaymentConfig {
     /// Share of payments declined, 0.0 to 1.0.
@@ -334,6 +359,7 @@ impl Default for Config {
                 pool_timeout: Duration::from_secs(5),
                 database_ca_file: None,
                 reserve_max_retries: 50,
+                seed: default_seed(),
             },
             payment: PaymentConfig {
                 port: 8083,
@@ -429,6 +455,30 @@ impl Config {
                 "invalid configuration: payment.failure_rate (PAYMENT_FAILURE_RATE): {} is not between 0.0 and 1.0",
                 self.payment.failure_rate
             );
+        }
+        let mut seen = std::collections::HashSet::new();
+        for p in &self.inventory.seed {
+            if !(1..=crate::domain::MAX_ID).contains(&p.product_id) {
+                bail!(
+                    "invalid configuration: inventory.seed: product_id {} is not between 1 and {}",
+                    p.product_id,
+                    crate::domain::MAX_ID
+                );
+            }
+            if !(0..=crate::domain::MAX_QTY).contains(&p.available_qty) {
+                bail!(
+                    "invalid configuration: inventory.seed: available_qty {} of product {} is not between 0 and {}",
+                    p.available_qty,
+                    p.product_id,
+                    crate::domain::MAX_QTY
+                );
+            }
+            if !seen.insert(p.product_id) {
+                bail!(
+                    "invalid configuration: inventory.seed: product {} is listed twice",
+                    p.product_id
+                );
+            }
         }
         for role in Role::ALL {
             let key = role.as_str();
@@ -794,6 +844,53 @@ mod tests {
                     .to_string();
                 assert!(err.contains("admin.token"), "{err}");
                 assert!(!err.contains(value), "{err}");
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn inventory_seed_defaults_to_the_originals_and_can_be_emptied() {
+        let cfg = load(&[], None).unwrap();
+        let seed: Vec<(i64, i64)> = cfg
+            .inventory
+            .seed
+            .iter()
+            .map(|p| (p.product_id, p.available_qty))
+            .collect();
+        assert_eq!(seed, [(1001, 100), (1002, 50)]);
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("DOP_INVENTORY__SEED", "[]");
+            let fig = dop_env(Figment::from(Serialized::defaults(Config::default())));
+            let cfg = Config::finish(fig, &MapEnv(HashMap::new()), None).unwrap();
+            assert!(cfg.inventory.seed.is_empty());
+            jail.set_env("DOP_INVENTORY__SEED", "[{product_id=7,available_qty=3}]");
+            let fig = dop_env(Figment::from(Serialized::defaults(Config::default())));
+            let cfg = Config::finish(fig, &MapEnv(HashMap::new()), None).unwrap();
+            assert_eq!(
+                cfg.inventory.seed,
+                [SeedProduct {
+                    product_id: 7,
+                    available_qty: 3
+                }]
+            );
+            jail.clear_env();
+            jail.create_file(
+                "seed.toml",
+                "[[inventory.seed]]\nproduct_id = 5\navailable_qty = 9\n",
+            )?;
+            let cfg = Config::load(Some(Path::new("seed.toml")), None).unwrap();
+            assert_eq!(cfg.inventory.seed.len(), 1);
+            for bad in [
+                "[{product_id=0,available_qty=3}]",
+                "[{product_id=7,available_qty=-1}]",
+                "[{product_id=7,available_qty=1},{product_id=7,available_qty=2}]",
+            ] {
+                jail.set_env("DOP_INVENTORY__SEED", bad);
+                let fig = dop_env(Figment::from(Serialized::defaults(Config::default())));
+                let err = Config::finish(fig, &MapEnv(HashMap::new()), None).unwrap_err();
+                assert!(err.to_string().contains("inventory.seed"), "{bad}: {err}");
             }
             Ok(())
         });

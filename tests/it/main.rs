@@ -25,4 +25,5 @@ mod reliability;
 mod returns;
 mod saga;
 mod script;
+mod seed;
 mod trace_ids;
