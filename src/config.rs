@@ -162,6 +162,11 @@ pub struct DbRole {
     pub ca_file: Option<std::path::PathBuf>,
     /// How `db::Script` sends the writes of a transaction.
     pub write_mode: WriteMode,
+    /// Idle connections kept at most; more are closed (`DB_MAX_IDLE_CONNS`).
+    pub max_idle: Option<usize>,
+    /// A connection older than this is closed instead of reused
+    /// (`DB_CONN_MAX_LIFETIME_MIN`).
+    pub conn_max_lifetime: Option<Duration>,
 }
 
 /// How the writes of a batched transaction (`db::Script`) reach the server.
@@ -203,6 +208,12 @@ macro_rules! role_section {
             /// bundle), besides the public roots.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub database_ca_file: Option<std::path::PathBuf>,
+            /// Idle connections kept at most (none: every idle one is kept).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub max_idle: Option<usize>,
+            /// Connections older than this are closed rather than reused.
+            #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+            pub conn_max_lifetime: Option<Duration>,
             $($(#[$fm])* pub $field: $ty,)*
         }
         impl $name {
@@ -214,6 +225,8 @@ macro_rules! role_section {
                     pool_timeout: self.pool_timeout,
                     ca_file: self.database_ca_file.clone(),
                     write_mode: WriteMode::default(),
+                    max_idle: self.max_idle,
+                    conn_max_lifetime: self.conn_max_lifetime,
                 }
             }
         }
@@ -351,6 +364,8 @@ impl Default for Config {
                 pool_size: 32,
                 pool_timeout: Duration::from_secs(5),
                 database_ca_file: None,
+                max_idle: None,
+                conn_max_lifetime: None,
             },
             inventory: InventoryConfig {
                 port: 8082,
@@ -358,6 +373,8 @@ impl Default for Config {
                 pool_size: 32,
                 pool_timeout: Duration::from_secs(5),
                 database_ca_file: None,
+                max_idle: None,
+                conn_max_lifetime: None,
                 reserve_max_retries: 50,
                 seed: default_seed(),
             },
@@ -367,6 +384,8 @@ impl Default for Config {
                 pool_size: 32,
                 pool_timeout: Duration::from_secs(5),
                 database_ca_file: None,
+                max_idle: None,
+                conn_max_lifetime: None,
                 failure_rate: 0.0,
             },
             rabbitmq: RabbitConfig {
@@ -623,6 +642,33 @@ fn legacy_layer(
     )? {
         fig = fig.merge(Serialized::default("inventory.reserve_max_retries", n));
     }
+    if let Some(n) = parsed::<u32>(env, "RETRY_MAX_ATTEMPTS", "retry.max_attempts")? {
+        fig = fig.merge(Serialized::default("retry.max_attempts", n));
+    }
+    // The original's pool settings (Go's database/sql) apply to every
+    // role's pool: open = the pool size, idle = idle connections kept,
+    // lifetime in minutes = the age at which a connection is replaced.
+    let open = parsed::<usize>(env, "DB_MAX_OPEN_CONNS", "*.pool_size")?;
+    let idle = parsed::<usize>(env, "DB_MAX_IDLE_CONNS", "*.max_idle")?;
+    let life = parsed::<u64>(env, "DB_CONN_MAX_LIFETIME_MIN", "*.conn_max_lifetime")?;
+    for r in Role::ALL {
+        let key = r.as_str();
+        if let Some(n) = open {
+            fig = fig.merge(Serialized::default(&format!("{key}.pool_size"), n));
+        }
+        if let Some(n) = idle {
+            fig = fig.merge(Serialized::default(&format!("{key}.max_idle"), n));
+        }
+        if let Some(min) = life {
+            let secs = min.checked_mul(60).context(
+                "invalid configuration: *.conn_max_lifetime (DB_CONN_MAX_LIFETIME_MIN): too large",
+            )?;
+            fig = fig.merge(Serialized::default(
+                &format!("{key}.conn_max_lifetime"),
+                format!("{secs}s"),
+            ));
+        }
+    }
     if let Some(url) = env.var("RABBITMQ_URL") {
         fig = fig.merge(Serialized::default("rabbitmq.url", url));
     }
@@ -734,6 +780,47 @@ mod tests {
         let shown = cfg.redacted_toml().unwrap();
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(!shown.contains("u:p@"), "{shown}");
+    }
+
+    #[test]
+    fn the_originals_retry_and_pool_variables_take_effect() {
+        let cfg = load(
+            &[
+                ("RETRY_MAX_ATTEMPTS", "9"),
+                ("DB_MAX_OPEN_CONNS", "50"),
+                ("DB_MAX_IDLE_CONNS", "25"),
+                ("DB_CONN_MAX_LIFETIME_MIN", "5"),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(cfg.retry.max_attempts, 9);
+        for role in Role::ALL {
+            let db = cfg.db(role);
+            assert_eq!(db.pool_size, 50, "{role}");
+            assert_eq!(db.max_idle, Some(25), "{role}");
+            assert_eq!(
+                db.conn_max_lifetime,
+                Some(Duration::from_secs(300)),
+                "{role}"
+            );
+        }
+        // Unset: dop's defaults (no idle cap, no lifetime).
+        let cfg = load(&[], None).unwrap();
+        assert_eq!(cfg.retry.max_attempts, 5);
+        assert_eq!(cfg.db(Role::Order).pool_size, 32);
+        assert_eq!(cfg.db(Role::Order).max_idle, None);
+        assert_eq!(cfg.db(Role::Order).conn_max_lifetime, None);
+        for (var, bad) in [
+            ("RETRY_MAX_ATTEMPTS", "0"),
+            ("RETRY_MAX_ATTEMPTS", "x"),
+            ("DB_MAX_OPEN_CONNS", "0"),
+            ("DB_MAX_IDLE_CONNS", "-1"),
+            ("DB_CONN_MAX_LIFETIME_MIN", "ten"),
+        ] {
+            let err = load(&[(var, bad)], None).unwrap_err().to_string();
+            assert!(err.contains("invalid configuration"), "{var}={bad}: {err}");
+        }
     }
 
     #[test]
