@@ -9,6 +9,7 @@ mod api;
 mod bench;
 mod consumer_faults;
 mod db_errors;
+mod ensure_services;
 mod exec_payment;
 mod exec_saga;
 mod fuzz;
