@@ -637,7 +637,7 @@ pub fn dead_letter(d: &Delivery, reason: &str) -> Outgoing {
         exchange: String::new(),
         routing_key: topology::dlq(&d.queue),
         message_id: if d.message_id.is_empty() {
-            uuid::Uuid::new_v4().to_string()
+            uuid::Uuid::now_v7().to_string()
         } else {
             d.message_id.clone()
         },
@@ -670,6 +670,15 @@ mod tests {
             retry_count: 0,
             body: b"{}".to_vec(),
         }
+    }
+
+    /// A delivery without an id (never one of ours) gets a time-ordered one
+    /// on its way to the DLQ, like every id dop draws.
+    #[test]
+    fn a_dead_letter_without_an_id_gets_a_uuidv7() {
+        let out = dead_letter(&delivery(""), "no id");
+        let u = uuid::Uuid::parse_str(&out.message_id).unwrap();
+        assert_eq!(u.get_version_num(), 7);
     }
 
     #[test]

@@ -64,7 +64,7 @@ impl OutboxMessage {
         let rk = msg.routing_key();
         Self {
             row: OutboxRow {
-                message_id: uuid::Uuid::new_v4().to_string(),
+                message_id: uuid::Uuid::now_v7().to_string(),
                 exchange: topology::exchange_for(rk)
                     .unwrap_or(topology::EVENTS)
                     .to_string(),
@@ -492,4 +492,35 @@ async fn sweep_once(
             .collect(),
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OutboxMessage;
+    use crate::messaging::contracts::{InventoryCommand, Message};
+
+    fn reserve() -> Message {
+        Message::Reserve(InventoryCommand {
+            saga_id: "0190a0c4-7c1e-7000-8000-000000000001".into(),
+            order_id: "0190a0c4-7c1e-7000-8000-000000000002".into(),
+            product_id: 1,
+            quantity: 1,
+        })
+    }
+
+    /// The inbox of the receiving role is keyed by this id: a UUIDv7 keeps
+    /// its inserts at the right-hand end of the index (docs/design/keys-that-age.md).
+    #[test]
+    fn fresh_message_ids_are_uuidv7_and_ordered_by_time() {
+        let ids: Vec<String> = (0..50)
+            .map(|_| OutboxMessage::new(&reserve(), "t").row.message_id)
+            .collect();
+        for id in &ids {
+            let u = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(u.get_version_num(), 7, "{id}");
+        }
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted, "ids drawn later sort later");
+    }
 }

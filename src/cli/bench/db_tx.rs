@@ -52,7 +52,7 @@ impl Pools {
 }
 
 fn id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// The one result of a batch of one, or why there is none.

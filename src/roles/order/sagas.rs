@@ -251,7 +251,7 @@ pub async fn resend(
             let Some((saga, order)) = lock_saga(c, saga_id).await? else {
                 return Ok(None);
             };
-            let message_id = uuid::Uuid::new_v4().to_string();
+            let message_id = uuid::Uuid::now_v7().to_string();
             let d = decide::decide_resend(saga, order, who, now, message_id, trace_id.clone());
             let msgs = match &d {
                 Ok(r) => write(c, &r.writes).await?,

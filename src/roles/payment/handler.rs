@@ -41,7 +41,7 @@ impl Handler for PaymentHandler {
                         order_id: c.order_id,
                         amount: c.amount.decimal(),
                         declined: rate > 0.0 && rand::rng().random::<f64>() < rate,
-                        tx_id: uuid::Uuid::new_v4().to_string(),
+                        tx_id: uuid::Uuid::now_v7().to_string(),
                     });
                 }
                 Ok(other) => {
