@@ -14,6 +14,7 @@ use crate::{
     db, http,
     messaging::{Broker, Outbox},
     observability::Metrics,
+    retention,
     roles::{self, Role},
 };
 
@@ -86,6 +87,10 @@ impl RunningRole {
         let app = http::health::with_common(app, ctx.clone());
         tasks.push(broker.start());
         tasks.push(tokio::spawn(pool_sampler(ctx.clone())));
+        let pruner = retention::Pruner::new(role, &config, ctx.pool.clone(), ctx.metrics.clone());
+        if !pruner.targets.is_empty() {
+            tasks.push(tokio::spawn(pruner.run(config.retention.interval)));
+        }
         let addr = listener.local_addr()?;
         let (stop_http, mut stop_rx) = watch::channel(false);
         let server = tokio::spawn(async move {

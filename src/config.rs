@@ -146,6 +146,7 @@ pub struct Config {
     pub retry: RetryConfig,
     pub recovery: RecoveryConfig,
     pub outbox: OutboxConfig,
+    pub retention: RetentionConfig,
     pub admin: AdminConfig,
     pub shutdown: ShutdownConfig,
     pub database: DatabaseConfig,
@@ -312,6 +313,29 @@ pub struct OutboxConfig {
     pub batch_size: usize,
 }
 
+/// How long data that is no longer needed is kept (docs/operations.md,
+/// "Retention").
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct RetentionConfig {
+    /// The deduplication window: `processed_events` rows older than this
+    /// are deleted, and `dop admin dlq redrive` refuses messages this old.
+    #[serde(with = "humantime_serde")]
+    pub dedup: Duration,
+    /// How often each role deletes what has aged out.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Rows per DELETE: each is a short statement of its own.
+    pub batch_size: u32,
+}
+
+impl RetentionConfig {
+    /// The longest a copy of a message can spend in dop's retry queues
+    /// before it is handled (`retry.delay` × `retry.max_attempts`).
+    pub fn retry_span(retry: &RetryConfig) -> Duration {
+        retry.delay.saturating_mul(retry.max_attempts)
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct AdminConfig {
     /// The operator's bearer token: saga retry, inventory writes, and the
@@ -406,6 +430,11 @@ impl Default for Config {
                 sweep_interval: Duration::from_secs(2),
                 sweep_after: Duration::from_secs(3),
                 batch_size: 500,
+            },
+            retention: RetentionConfig {
+                dedup: Duration::from_secs(7 * 24 * 3600),
+                interval: Duration::from_secs(60),
+                batch_size: 1000,
             },
             admin: AdminConfig {
                 token: Secret::default(),
@@ -527,6 +556,20 @@ impl Config {
         }
         if self.http.header_read_timeout.is_zero() || self.http.request_timeout.is_zero() {
             bail!("invalid configuration: http.header_read_timeout and http.request_timeout must be above zero");
+        }
+        let span = RetentionConfig::retry_span(&self.retry);
+        if self.retention.dedup <= span.saturating_mul(2) {
+            bail!(
+                "invalid configuration: retention.dedup ({}) must be more than twice retry.delay × retry.max_attempts ({}): a message still being retried must not outlive its deduplication record",
+                humantime_serde::re::humantime::format_duration(self.retention.dedup),
+                humantime_serde::re::humantime::format_duration(span)
+            );
+        }
+        if self.retention.interval.is_zero() {
+            bail!("invalid configuration: retention.interval must be above zero");
+        }
+        if !(1..=100_000).contains(&self.retention.batch_size) {
+            bail!("invalid configuration: retention.batch_size must be between 1 and 100000");
         }
         if !matches!(self.log_format.as_str(), "auto" | "json" | "pretty") {
             bail!("invalid configuration: log_format must be auto, json or pretty");
@@ -857,6 +900,34 @@ mod tests {
             let shown = cfg.redacted_toml().unwrap();
             assert!(!shown.contains("s3cret"), "{shown}");
             assert!(!format!("{cfg:?}").contains("s3cret"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn the_dedup_window_is_on_by_default_and_outlives_every_retry() {
+        let cfg = load(&[], None).unwrap();
+        assert_eq!(cfg.retention.dedup, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(cfg.retention.interval, Duration::from_secs(60));
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("DOP_RETENTION__DEDUP", "1h");
+            let fig = || {
+                Figment::from(Serialized::defaults(Config::default()))
+                    .merge(Env::prefixed("DOP_").split("__"))
+            };
+            let cfg = Config::finish(fig(), &MapEnv(HashMap::new()), None).unwrap();
+            assert_eq!(cfg.retention.dedup, Duration::from_secs(3600));
+            // retry.delay 1s × 5 attempts: a 10 s window could be gone
+            // before the last retry of a copy arrives.
+            jail.set_env("DOP_RETENTION__DEDUP", "10s");
+            let err = Config::finish(fig(), &MapEnv(HashMap::new()), None).unwrap_err();
+            assert!(err.to_string().contains("retention.dedup (10s)"), "{err}");
+            jail.set_env("DOP_RETENTION__DEDUP", "11s");
+            assert!(Config::finish(fig(), &MapEnv(HashMap::new()), None).is_ok());
+            jail.set_env("DOP_RETENTION__BATCH_SIZE", "0");
+            let err = Config::finish(fig(), &MapEnv(HashMap::new()), None).unwrap_err();
+            assert!(err.to_string().contains("retention.batch_size"), "{err}");
             Ok(())
         });
     }

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod http;
 pub mod messaging;
 pub mod observability;
+pub mod retention;
 pub mod role;
 pub mod roles;
 pub mod saga;

@@ -80,6 +80,12 @@ pub struct PoolLabels {
     pub state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabels {
+    pub service: String,
+    pub table: String,
+}
+
 fn latency_buckets() -> impl Iterator<Item = f64> {
     [
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -118,6 +124,12 @@ pub struct Metrics {
     pub db_pool_connections: Family<PoolLabels, Gauge>,
     pub db_pool_max: Family<ServiceLabels, Gauge>,
     pub batch_failures: Family<BatchFailureLabels, Counter>,
+    /// Rows deleted by retention, per table.
+    pub retention_deleted: Family<TableLabels, Counter>,
+    /// Age past its window of the oldest row still present (0: none).
+    pub retention_lag: Family<TableLabels, Gauge>,
+    /// Retention passes that failed (logged with their cause).
+    pub retention_failures: Family<TableLabels, Counter>,
 }
 
 impl Metrics {
@@ -216,6 +228,24 @@ impl Metrics {
             "Batches (of deliveries or of orders) whose transaction failed, by cause",
             batch_failures.clone(),
         );
+        let retention_deleted = Family::<TableLabels, Counter>::default();
+        registry.register(
+            "retention_deleted_rows",
+            "Rows deleted because they aged out of their retention window",
+            retention_deleted.clone(),
+        );
+        let retention_lag = Family::<TableLabels, Gauge>::default();
+        registry.register(
+            "retention_lag_seconds",
+            "How far past its retention window the oldest row still present is (0: none)",
+            retention_lag.clone(),
+        );
+        let retention_failures = Family::<TableLabels, Counter>::default();
+        registry.register(
+            "retention_failures",
+            "Retention passes that failed (the next pass tries again)",
+            retention_failures.clone(),
+        );
         // Terminal counts exist from the start, so a dashboard shows 0, not
         // "no data".
         for status in ["COMPLETED", "COMPENSATED", "FAILED"] {
@@ -244,6 +274,17 @@ impl Metrics {
             db_pool_connections,
             db_pool_max,
             batch_failures,
+            retention_deleted,
+            retention_lag,
+            retention_failures,
+        }
+    }
+
+    /// The labels of one table's retention series.
+    pub fn table(&self, table: &str) -> TableLabels {
+        TableLabels {
+            service: self.service.clone(),
+            table: table.to_string(),
         }
     }
 

@@ -23,6 +23,7 @@ mod lost_commit;
 mod observability;
 mod proxy;
 mod reliability;
+mod retention;
 mod returns;
 mod saga;
 mod script;
