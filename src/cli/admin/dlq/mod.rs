@@ -189,7 +189,7 @@ pub async fn run(opts: Opts, config: Option<&Path>) -> anyhow::Result<ExitCode> 
 #[cfg(test)]
 mod tests {
     use super::{
-        redrive::{consumed_queue, republished},
+        redrive::{consumed_queue, fresh_enough, republished},
         *,
     };
     use crate::{
@@ -276,6 +276,46 @@ mod tests {
             (out.exchange.as_str(), out.headers.len()),
             ("saga.commands", 1)
         );
+    }
+
+    /// A message older than the deduplication window (less the retries it
+    /// may still go through) stays in the DLQ; its age comes from its
+    /// UUIDv7 id, or from its AMQP timestamp; an undated one stays too.
+    #[test]
+    fn redrive_refuses_what_may_have_outlived_its_deduplication_record() {
+        use std::time::{Duration, SystemTime};
+        let mut cfg = Config::default();
+        cfg.retention.dedup = Duration::from_secs(3600);
+        // retry span: 1 s × 5 attempts.
+        let now = SystemTime::now();
+        let v7_at = |t: SystemTime| {
+            let d = t.duration_since(std::time::UNIX_EPOCH).unwrap();
+            let ts = uuid::Timestamp::from_unix(uuid::NoContext, d.as_secs(), d.subsec_nanos());
+            uuid::Uuid::new_v7(ts).to_string()
+        };
+        let props = |id: String, ts: Option<u64>| {
+            let mut p = BasicProperties::default();
+            p.with_message_id(&id);
+            if let Some(t) = ts {
+                p.with_timestamp(t);
+            }
+            p.finish()
+        };
+        let young = props(v7_at(now - Duration::from_secs(3590)), None);
+        assert_eq!(fresh_enough(&cfg, &young, now), Ok(()));
+        let old = props(v7_at(now - Duration::from_secs(3596)), None);
+        let err = fresh_enough(&cfg, &old, now).unwrap_err();
+        assert!(err.contains("past the deduplication window"), "{err}");
+        assert!(err.contains("retention.dedup 1h less 5s"), "{err}");
+        let secs = |t: SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let v4 = || uuid::Uuid::new_v4().to_string();
+        let dated = props(v4(), Some(secs(now - Duration::from_secs(60))));
+        assert_eq!(fresh_enough(&cfg, &dated, now), Ok(()));
+        let stale = props(v4(), Some(secs(now - Duration::from_secs(7200))));
+        assert!(fresh_enough(&cfg, &stale, now).is_err());
+        let undated = props(v4(), None);
+        let err = fresh_enough(&cfg, &undated, now).unwrap_err();
+        assert!(err.contains("age is unknown"), "{err}");
     }
 
     #[test]

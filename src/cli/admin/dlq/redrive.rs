@@ -2,7 +2,11 @@
 //! routing key they came from, with the same message id, each acked in the
 //! DLQ only once its republish is confirmed.
 
-use std::{fmt::Write, sync::Arc};
+use std::{
+    fmt::Write,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use amqprs::{
     channel::{BasicAckArguments, BasicGetArguments, BasicNackArguments},
@@ -14,7 +18,7 @@ use tokio::sync::Notify;
 
 use super::{connect, depth, or_dash, original_route};
 use crate::{
-    config::Config,
+    config::{Config, RetentionConfig},
     messaging::{
         publisher::{ConfirmChannel, Outgoing},
         topology::{self, QUEUES},
@@ -116,7 +120,9 @@ pub async fn redrive(
             break;
         };
         let tag = ok.delivery_tag();
-        let out = match republished(spec, &props, body) {
+        let out = match fresh_enough(cfg, &props, SystemTime::now())
+            .and_then(|()| republished(spec, &props, body))
+        {
             Ok(out) => out,
             Err(why) => {
                 held.push(tag);
@@ -156,6 +162,53 @@ pub async fn redrive(
     let _ = publisher.channel().clone().close().await;
     let _ = conn.close().await;
     Ok(report)
+}
+
+/// When the message was first sent: the time in its UUIDv7 id (every id dop
+/// draws), else its AMQP `timestamp` property. None for a UUIDv4 id without
+/// a timestamp (the original system's messages).
+pub(super) fn born_at(props: &BasicProperties) -> Option<SystemTime> {
+    let id = props
+        .message_id()
+        .and_then(|id| uuid::Uuid::parse_str(id).ok());
+    if let Some(ts) = id
+        .filter(|u| u.get_version_num() == 7)
+        .and_then(|u| u.get_timestamp())
+    {
+        let (secs, nanos) = ts.to_unix();
+        return UNIX_EPOCH.checked_add(Duration::new(secs, nanos));
+    }
+    UNIX_EPOCH.checked_add(Duration::from_secs(props.timestamp()?))
+}
+
+/// Redrive sends a message back only while its deduplication record, if a
+/// copy of it was handled, is certainly still there: it must be younger
+/// than `retention.dedup` less the time its retries may still take.
+/// Otherwise (or when its age is unknown) it stays in the DLQ, with why.
+pub(super) fn fresh_enough(
+    cfg: &Config,
+    props: &BasicProperties,
+    now: SystemTime,
+) -> Result<(), String> {
+    let Some(born) = born_at(props) else {
+        return Err(
+            "its age is unknown (its message id is not a UUIDv7 and it has no AMQP timestamp), so a copy handled earlier may have left the deduplication window; check its saga and resend by hand (docs/operations.md, Retention)".into(),
+        );
+    };
+    let age = now.duration_since(born).unwrap_or_default();
+    let limit = cfg
+        .retention
+        .dedup
+        .saturating_sub(RetentionConfig::retry_span(&cfg.retry));
+    if age >= limit {
+        return Err(format!(
+            "it was sent {} ago, past the deduplication window (retention.dedup {} less {} of retries); check its saga and resend by hand (docs/operations.md, Retention)",
+            humantime_serde::re::humantime::format_duration(Duration::from_secs(age.as_secs())),
+            humantime_serde::re::humantime::format_duration(cfg.retention.dedup),
+            humantime_serde::re::humantime::format_duration(RetentionConfig::retry_span(&cfg.retry)),
+        ));
+    }
+    Ok(())
 }
 
 /// The message as it goes back: same id, body and trace headers, to the
