@@ -1335,7 +1335,7 @@ fn known_routes(role: Role) -> Vec<(&'static str, &'static str)> {
             ("GET", "/inventory/{product_id}"),
             ("PUT", "/inventory/{product_id}"),
         ],
-        Role::Payment => vec![("GET", "/payments/{order_id}")],
+        Role::Payment => vec![("POST", "/payments"), ("GET", "/payments/{order_id}")],
     };
     r.extend([
         ("GET", "/health"),
