@@ -258,6 +258,9 @@ impl Inner {
                 .await?;
                 ch.basic_qos(BasicQosArguments::new(0, self.prefetch, false))
                     .await?;
+                // A larger body is never assembled (the consumer rejects it
+                // unread; vendor/amqprs/PATCHED.md).
+                ch.set_max_body_size(crate::messaging::consumer::MAX_BODY);
                 let (tag, rx) = ch
                     .basic_consume_rx(
                         BasicConsumeArguments::new(queue, "")
