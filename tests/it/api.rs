@@ -245,7 +245,7 @@ async fn bad_input_gets_a_clear_4xx_envelope() {
         "INVALID_REQUEST",
     );
     add(
-        inv(Method::POST, "/inventory".into(), r#"{"product_id":7}"#),
+        inv(Method::POST, "/inventory".into(), r#"{"available_qty":7}"#),
         400,
         "INVALID_REQUEST",
     );

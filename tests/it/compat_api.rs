@@ -254,6 +254,34 @@ async fn error_codes_are_the_originals() {
     s.teardown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inventory_json_has_the_original_fields() {
+    let s = Stack::start(Opts {
+        roles: vec![Role::Inventory],
+        ..Opts::default()
+    })
+    .await;
+    let pid = product_id();
+    // available_qty may be left out: 0, as the original.
+    let r = s
+        .post(Role::Inventory, "/inventory", json!({"product_id": pid}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let v = r.json().unwrap();
+    assert!(v["id"].as_u64().is_some_and(|n| n > 0), "{v}");
+    assert_eq!(v["product_id"], json!(pid), "{v}");
+    assert_eq!(v["available_qty"], 0, "{v}");
+    assert_eq!(v["reserved_qty"], 0, "{v}");
+    assert!(v["version"].is_i64(), "{v}");
+    assert!(
+        is_timestamp(&v["created_at"]) && is_timestamp(&v["updated_at"]),
+        "{v}"
+    );
+    let got = s.inventory(pid).await;
+    assert_eq!(got["id"], v["id"]);
+    s.teardown().await;
+}
+
 /// gin's ShouldBindJSON reads the body as JSON whatever the Content-Type
 /// says (curl -d sends application/x-www-form-urlencoded); so does dop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
