@@ -162,7 +162,6 @@ async fn envelope(resp: Response) -> Response {
         404 => "NOT_FOUND",
         405 => "METHOD_NOT_ALLOWED",
         413 => "PAYLOAD_TOO_LARGE",
-        415 => "UNSUPPORTED_MEDIA_TYPE",
         503 => "NOT_READY",
         _ => "ERROR",
     };

@@ -66,7 +66,7 @@ fn command(pos: usize, (o, k, declined): (usize, usize, bool)) -> PayCommand {
 
 type PaymentRow = (
     String,
-    String,
+    Option<String>,
     rust_decimal::Decimal,
     String,
     Option<String>,

@@ -7,6 +7,7 @@ mod admin;
 mod amqp_writes;
 mod api;
 mod bench;
+mod compat_api;
 mod consumer_faults;
 mod db_errors;
 mod ensure_services;
