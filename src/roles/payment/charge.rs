@@ -123,7 +123,7 @@ pub async fn create(ctx: &Ctx, body: CreatePayment) -> Result<PaymentView, ApiEr
     if body.amount.is_zero() {
         return Err(ApiError::invalid("amount must be greater than 0"));
     }
-    let tx_id = uuid::Uuid::new_v4().to_string();
+    let tx_id = uuid::Uuid::now_v7().to_string();
     let mut conn = ctx.pool.get().await?;
     let r = conn
         .transaction::<_, diesel::result::Error, _>(async |c| {
