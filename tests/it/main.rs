@@ -20,6 +20,7 @@ mod inventory_props;
 mod inventory_rules;
 mod lost_commit;
 mod observability;
+mod order_ids;
 mod proxy;
 mod reliability;
 mod returns;

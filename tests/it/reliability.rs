@@ -139,9 +139,12 @@ async fn graceful_restarts_under_load_lose_nothing() {
                     r#"{{"user_id":{w},"product_id":{pid},"quantity":1,"total_amount":1.10}}"#
                 ));
                 match http.send(Method::POST, &url, Some(body), &[]).await {
-                    Ok(r) if r.status == 201 => {
-                        accepted.push(r.json().unwrap()["order_id"].as_str().unwrap().to_string())
-                    }
+                    Ok(r) if r.status == 201 => accepted.push(
+                        r.json().unwrap()["order_id"]
+                            .as_i64()
+                            .expect("order_id is an integer")
+                            .to_string(),
+                    ),
                     // Refused while the order role restarts: not accepted.
                     _ => tokio::time::sleep(Duration::from_millis(20)).await,
                 }

@@ -172,7 +172,10 @@ async fn fifty_concurrent_orders_on_ten_units_never_oversell() {
                 .await
                 .unwrap();
             assert_eq!(r.status, 201, "{}", r.text());
-            r.json().unwrap()["order_id"].as_str().unwrap().to_string()
+            r.json().unwrap()["order_id"]
+                .as_i64()
+                .expect("order_id is an integer")
+                .to_string()
         });
     }
     let mut ids = Vec::new();

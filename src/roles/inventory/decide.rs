@@ -74,7 +74,7 @@ pub struct OrderLog {
 /// A log row to insert.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewLog {
-    pub order_id: String,
+    pub order_id: i64,
     pub saga_id: String,
     pub product_id: i64,
     pub action: &'static str,
@@ -88,7 +88,7 @@ pub struct NewLog {
 /// success with this quantity and message id, and no reason.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReleaseRetried {
-    pub order_id: String,
+    pub order_id: i64,
     pub quantity: i32,
     pub message_id: String,
 }
@@ -140,9 +140,9 @@ struct Order {
     release: Option<(Recorded, Row)>,
 }
 
-struct Fold<'a> {
+struct Fold {
     stock: HashMap<i64, Stock>,
-    orders: HashMap<&'a str, Order>,
+    orders: HashMap<i64, Order>,
     out: Decision,
 }
 
@@ -150,7 +150,7 @@ struct Fold<'a> {
 /// batch that exists) and `logs` (every order of the batch that has rows).
 pub fn decide(
     stock: &HashMap<i64, Stock>,
-    logs: &HashMap<String, OrderLog>,
+    logs: &HashMap<i64, OrderLog>,
     cmds: &[Command],
 ) -> Decision {
     let mut f = Fold {
@@ -159,9 +159,9 @@ pub fn decide(
         out: Decision::default(),
     };
     for c in cmds {
-        let id = c.cmd.order_id.as_str();
+        let id = c.cmd.order_id;
         f.orders.entry(id).or_insert_with(|| {
-            let l = logs.get(id).cloned().unwrap_or_default();
+            let l = logs.get(&id).cloned().unwrap_or_default();
             Order {
                 reserve: l.reserve.map(|r| (r, Row::Stored)),
                 release: l.release.map(|r| (r, Row::Stored)),
@@ -179,7 +179,7 @@ pub fn decide(
 fn result(cmd: &InventoryCommand, success: bool, reason: Option<String>) -> InventoryResult {
     InventoryResult {
         saga_id: cmd.saga_id.clone(),
-        order_id: cmd.order_id.clone(),
+        order_id: cmd.order_id,
         product_id: cmd.product_id,
         quantity: cmd.quantity,
         success,
@@ -191,15 +191,15 @@ fn valid(q: i64) -> bool {
     (1..=MAX_QTY).contains(&q)
 }
 
-impl<'a> Fold<'a> {
-    fn order(&mut self, c: &'a Command) -> &mut Order {
-        self.orders.entry(c.cmd.order_id.as_str()).or_default()
+impl Fold {
+    fn order(&mut self, c: &Command) -> &mut Order {
+        self.orders.entry(c.cmd.order_id).or_default()
     }
 
     /// Appends the log row of `c` and returns where it is.
     fn insert(&mut self, c: &Command, action: &'static str, quantity: i32, r: &Recorded) -> Row {
         self.out.inserts.push(NewLog {
-            order_id: c.cmd.order_id.clone(),
+            order_id: c.cmd.order_id,
             saga_id: c.cmd.saga_id.clone(),
             product_id: c.cmd.product_id,
             action,
@@ -295,7 +295,7 @@ impl<'a> Fold<'a> {
         Ok(())
     }
 
-    fn reserve(&mut self, c: &'a Command) -> Decided {
+    fn reserve(&mut self, c: &Command) -> Decided {
         let cmd = &c.cmd;
         let order = self.order(c);
         if let Some((prev, _)) = &order.reserve {
@@ -327,7 +327,7 @@ impl<'a> Fold<'a> {
         }
     }
 
-    fn release(&mut self, c: &'a Command) -> Decided {
+    fn release(&mut self, c: &Command) -> Decided {
         let cmd = &c.cmd;
         let order = self.order(c);
         let reserved = order.reserve.as_ref().is_some_and(|(r, _)| r.success);
@@ -357,7 +357,7 @@ impl<'a> Fold<'a> {
                         r.message_id = c.message_id.clone();
                     }
                     Row::Stored => self.out.updates.push(ReleaseRetried {
-                        order_id: cmd.order_id.clone(),
+                        order_id: cmd.order_id,
                         quantity: cmd.quantity,
                         message_id: c.message_id.clone(),
                     }),
@@ -411,8 +411,8 @@ mod tests {
 
     const P: i64 = 7;
 
-    fn order(n: u32) -> String {
-        format!("0190a0c4-7c1e-7000-8000-{n:012}")
+    fn order(n: u32) -> i64 {
+        i64::from(n)
     }
 
     fn cmd(action: Action, n: u32, product_id: i64, quantity: i32) -> Command {
@@ -447,7 +447,7 @@ mod tests {
         )])
     }
 
-    fn none() -> HashMap<String, OrderLog> {
+    fn none() -> HashMap<i64, OrderLog> {
         HashMap::new()
     }
 

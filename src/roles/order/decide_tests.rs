@@ -24,7 +24,7 @@ fn saga(n: u8, status: S, step: P) -> (SagaRow, OrderRow) {
     (
         SagaRow {
             saga_id: format!("s{n}"),
-            order_id: format!("o{n}"),
+            order_id: i64::from(n),
             status: status.as_str().into(),
             current_step: step.as_str().into(),
             failure_reason: None,
@@ -32,7 +32,7 @@ fn saga(n: u8, status: S, step: P) -> (SagaRow, OrderRow) {
             updated_at: at(0),
         },
         OrderRow {
-            id: format!("o{n}"),
+            id: i64::from(n),
             saga_id: format!("s{n}"),
             user_id: 42,
             product_id: 1001,
@@ -130,10 +130,7 @@ fn a_saga_runs_to_completion_within_one_batch() {
     let Message::ProcessPayment(p) = &e.message else {
         panic!("{:?}", e.message);
     };
-    assert_eq!(
-        (p.order_id.as_str(), p.amount.to_string()),
-        ("o1", "199.98".into())
-    );
+    assert_eq!((p.order_id, p.amount.to_string()), (1, "199.98".into()));
     assert_eq!(
         d.ended,
         [Ended {

@@ -58,8 +58,8 @@ async fn get_order(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<OrderView>, ApiError> {
-    let id = uuid_param("order id", &id)?;
-    let o = orders::get(&s, &id).await?;
+    let id = crate::http::id_param("order id", &id)?;
+    let o = orders::get(&s, id).await?;
     Ok(Json(OrderView::from(&o)))
 }
 

@@ -33,7 +33,7 @@ use crate::{
 #[diesel(table_name = payments)]
 #[diesel(check_for_backend(diesel::mysql::Mysql))]
 pub struct PaymentRow {
-    pub order_id: String,
+    pub order_id: i64,
     pub saga_id: String,
     pub amount: Decimal,
     pub status: String,
@@ -44,7 +44,7 @@ pub struct PaymentRow {
 
 #[derive(Serialize)]
 pub struct PaymentView {
-    pub order_id: String,
+    pub order_id: i64,
     pub saga_id: String,
     pub amount: Money,
     pub status: String,
@@ -70,7 +70,7 @@ impl From<PaymentRow> for PaymentView {
     }
 }
 
-pub async fn get(ctx: &Ctx, order_id: &str) -> Result<PaymentView, ApiError> {
+pub async fn get(ctx: &Ctx, order_id: i64) -> Result<PaymentView, ApiError> {
     let mut conn = ctx.pool.get().await?;
     conn.transaction::<_, diesel::result::Error, _>(async |c| {
         payments::table
@@ -106,7 +106,7 @@ pub async fn execute(
 ) -> Vec<Result<Charged, ItemFailure>> {
     runner
         .run(cmds, async |conn, part: &[PayCommand]| {
-            let order_ids: Vec<&str> = part.iter().map(|c| c.order_id.as_str()).collect();
+            let order_ids: Vec<i64> = part.iter().map(|c| c.order_id).collect();
             // Read before writing: what an earlier attempt or another
             // replica committed is found here and re-emitted.
             let recorded: Vec<Recorded> = Cached(
@@ -121,14 +121,7 @@ pub async fn execute(
                         payments::reason,
                     )),
             )
-            .load::<(
-                String,
-                String,
-                Decimal,
-                String,
-                Option<String>,
-                Option<String>,
-            )>(conn)
+            .load::<(i64, String, Decimal, String, Option<String>, Option<String>)>(conn)
             .await?
             .into_iter()
             .map(

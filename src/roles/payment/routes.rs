@@ -9,7 +9,7 @@ use axum::{
 use super::charge::{self, PaymentView};
 use crate::{
     context::AppState,
-    http::{uuid_param, ApiError},
+    http::{id_param, ApiError},
 };
 
 pub fn router(state: AppState) -> Router {
@@ -22,6 +22,6 @@ async fn show(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<PaymentView>, ApiError> {
-    let id = uuid_param("order id", &id)?;
-    Ok(Json(charge::get(&s, &id).await?))
+    let id = id_param("order id", &id)?;
+    Ok(Json(charge::get(&s, id).await?))
 }
