@@ -36,9 +36,19 @@ pub struct InventoryResult {
 pub struct PaymentResult {
     pub saga_id: String,
     pub order_id: i64,
-    pub amount: Money,
-    pub success: bool,
+    /// dop's addition: the amount charged. The original sends none, so it
+    /// is optional on the way in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Money>,
+    pub success: bool,
+    /// The original's `transaction_id` (dop before 0.2 wrote `tx_id`; still
+    /// read).
+    #[serde(
+        default,
+        rename = "transaction_id",
+        alias = "tx_id",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub tx_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -104,6 +114,24 @@ impl Message {
         }
     }
 
+    /// The original writes `"reason": ""` and `"transaction_id": ""` for
+    /// "none" (Go's zero value): read them as absent.
+    fn empty_strings_to_none(&mut self) {
+        fn clear(v: &mut Option<String>) {
+            if v.as_deref() == Some("") {
+                *v = None;
+            }
+        }
+        match self {
+            Message::Reserved(r) | Message::Released(r) => clear(&mut r.reason),
+            Message::PaymentProcessed(r) => {
+                clear(&mut r.reason);
+                clear(&mut r.tx_id);
+            }
+            _ => {}
+        }
+    }
+
     pub fn order_id(&self) -> i64 {
         match self {
             Message::Reserve(c) | Message::Release(c) => c.order_id,
@@ -139,6 +167,7 @@ impl Message {
             other => return Err(ContractError::UnknownRoutingKey(other.to_string())),
         };
         uuid_field("saga_id", msg.saga_id_mut())?;
+        msg.empty_strings_to_none();
         let order_id = msg.order_id();
         if !(1..=crate::domain::MAX_ID).contains(&order_id) {
             return Err(ContractError::Invalid(format!(
@@ -180,7 +209,7 @@ mod tests {
             Message::PaymentProcessed(PaymentResult {
                 saga_id: SAGA.into(),
                 order_id: ORDER,
-                amount: "199.98".parse().unwrap(),
+                amount: Some("199.98".parse().unwrap()),
                 success: true,
                 tx_id: Some("t".into()),
                 reason: None,

@@ -258,7 +258,7 @@ async fn invariants(db: &mut Db, start: &[i64]) -> Result<(), String> {
     for (order, action, _, product, qty, success, _, _) in &logs {
         match (action.as_str(), success) {
             ("RESERVE", true) => {
-                if !reserved_orders.insert(order.clone()) {
+                if !reserved_orders.insert(*order) {
                     return Err(format!("order {order} reserved twice"));
                 }
                 *moved.entry(*product).or_default() += i64::from(*qty);

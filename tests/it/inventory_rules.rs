@@ -101,7 +101,7 @@ async fn assert_invariants(conn: &mut AsyncMysqlConnection, pid: i64, total: i64
     for (order, action, qty, success, _) in &rows {
         match (action.as_str(), success) {
             ("RESERVE", true) => {
-                assert!(reserved_orders.insert(order.clone()), "{order} twice");
+                assert!(reserved_orders.insert(*order), "{order} twice");
                 net += *qty as i64;
             }
             ("RELEASE", true) if *qty > 0 => {
@@ -143,10 +143,7 @@ async fn reserves_whose_sum_wraps_an_i32_are_all_rejected_in_one_batch() {
         assert_eq!(rows.len(), n);
         for (_, action, qty, success, reason) in rows {
             assert_eq!((action.as_str(), qty, success), ("RESERVE", HUGE, false));
-            assert_eq!(
-                reason.as_deref(),
-                Some("insufficient stock: 10 available, 536870912 requested")
-            );
+            assert_eq!(reason.as_deref(), Some("INSUFFICIENT_STOCK"));
         }
         assert_invariants(&mut conn, pid, 10).await;
     }
@@ -193,17 +190,9 @@ async fn a_batch_past_i32_max_is_served_first_come_first_served() {
     let want = [
         (400_000_000, true, None),
         (500_000_000, true, None),
-        (
-            600_000_000,
-            false,
-            Some("insufficient stock: 100000000 available, 600000000 requested"),
-        ),
+        (600_000_000, false, Some("INSUFFICIENT_STOCK")),
         (100_000_000, true, None),
-        (
-            1_000_000_000,
-            false,
-            Some("insufficient stock: 0 available, 1000000000 requested"),
-        ),
+        (1_000_000_000, false, Some("INSUFFICIENT_STOCK")),
     ];
     assert_eq!(got.len(), want.len());
     for ((o, q, ok, r), (c, (wq, wok, wr))) in got.iter().zip(cmds.iter().zip(want)) {

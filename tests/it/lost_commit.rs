@@ -99,7 +99,7 @@ async fn a_lost_commit_reply_places_the_order_once() {
     let (id, saga, replayed) = created(&post(&s, 7, None).await);
     assert_eq!(proxy.replies_lost(), 1, "the commit reply was not lost");
     assert!(!replayed);
-    assert_eq!(orders_in_db(&s).await, HashMap::from([(id.clone(), saga)]));
+    assert_eq!(orders_in_db(&s).await, HashMap::from([(id, saga)]));
 
     // The same with an Idempotency-Key: created (not replayed), once; the
     // key then replays it.
@@ -177,7 +177,7 @@ async fn lost_commit_replies_under_concurrent_orders_place_each_once() {
             Some(saga),
             "answered {id} is not in the database"
         );
-        ids.insert(id.clone());
+        ids.insert(*id);
     }
     assert_eq!(ids.len(), 22);
     s.teardown().await;

@@ -39,7 +39,7 @@ async fn poison_in_every_queue_is_dead_lettered_and_the_next_message_flows() {
             "saga.events",
             "inventory.reserved",
             "order.events",
-            br#"{"saga_id":"0190a0c4-7c1e-7000-8000-000000000001","order_id":"0190a0c4-7c1e-7000-8000-000000000002","product_id":1,"quantity":1,"success":true}"#,
+            br#"{"saga_id":"0190a0c4-7c1e-7000-8000-000000000001","order_id":2,"product_id":1,"quantity":1,"success":true}"#,
         ),
     ];
     for (ex, rk, _, body) in poison {

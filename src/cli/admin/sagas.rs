@@ -453,7 +453,7 @@ mod tests {
         let l: SagaList = serde_json::from_value(serde_json::json!({
             "count": 1,
             "sagas": [{"saga_id": "s1", "order_id": 1, "status": "FAILED",
-                "current_step": "RESERVING_INVENTORY", "failure_reason": "insufficient stock",
+                "current_step": "RESERVING_INVENTORY", "failure_reason": "INSUFFICIENT_STOCK",
                 "created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z",
                 "age_seconds": 125}],
             "next_before": "s1"
@@ -463,7 +463,7 @@ mod tests {
         assert_eq!(
             t,
             "SAGA  ORDER  STATUS  STEP                 AGE    REASON\n\
-             s1    1      FAILED  RESERVING_INVENTORY  2m05s  insufficient stock\n\
+             s1    1      FAILED  RESERVING_INVENTORY  2m05s  INSUFFICIENT_STOCK\n\
              1 saga, newest first; next page: --before s1\n"
         );
     }

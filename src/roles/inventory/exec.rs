@@ -187,7 +187,10 @@ async fn attempt(conn: &mut Conn, cmds: &[Command]) -> Result<Vec<Handled>, Atte
             .zip(cmds)
             .map(|(o, c)| Handled {
                 reason: match &o.message {
-                    Message::Reserved(r) | Message::Released(r) => r.reason.clone(),
+                    Message::Reserved(r) | Message::Released(r) => match (&r.reason, &o.detail) {
+                        (Some(code), Some(detail)) => Some(format!("{code}: {detail}")),
+                        (code, _) => code.clone(),
+                    },
                     _ => None,
                 },
                 message: OutboxMessage::new(&o.message, &c.trace_id),

@@ -386,14 +386,14 @@ fn recovery_resends_only_a_stuck_saga_in_flight() {
 #[test]
 fn an_operator_retries_a_failed_compensation_or_a_saga_in_flight() {
     let (mut s, mut o) = saga(1, S::Failed, P::ReleasingInventory);
-    s.failure_reason = Some("payment declined".into());
+    s.failure_reason = Some("SIMULATED_FAILURE".into());
     o.status = "FAILED".into();
     let r = decide_resend(s, o, Resend::Operator, at(9), "m".into(), "t".into()).unwrap();
     assert_eq!(r.action, "release re-sent");
     assert_eq!(r.writes.sagas[0].status, "COMPENSATING");
     assert_eq!(
         r.writes.sagas[0].failure_reason.as_deref(),
-        Some("payment declined")
+        Some("SIMULATED_FAILURE")
     );
     assert_eq!(r.writes.timeline[0].event, "operator.retry");
     assert!(matches!(r.writes.outbox[0].message, Message::Release(_)));

@@ -89,7 +89,7 @@ impl Checker<'_> {
             self.violation(
                 3,
                 "payment_without_order",
-                &[id],
+                [id],
                 format!(
                     "payments has a {} payment of {} for order {id}, which does not exist",
                     p.status, p.amount
