@@ -8,6 +8,7 @@ mod amqp_writes;
 mod api;
 mod bench;
 mod consumer_faults;
+mod contracts;
 mod db_errors;
 mod exec_payment;
 mod exec_saga;
