@@ -50,9 +50,8 @@ RUN groupadd --system --gid 10001 dop \
 WORKDIR /app
 COPY --from=builder /usr/local/bin/dop /usr/local/bin/dop
 COPY --from=builder /src/config ./config
-# CA bundles dop trusts besides the public roots: Amazon RDS's, which
-# deploy/scripts/build-and-push.sh fetches into deploy/certs/ before an AWS
-# build (deploy/certs/README.md); a local build copies only the README.
+# CA bundles dop trusts besides the public roots: Amazon RDS's, committed
+# and checked by deploy/scripts/rds_ca_bundle.py (deploy/certs/README.md).
 COPY deploy/certs/ ./certs/
 
 # JSON logs by default (one object per line on stdout); the port the

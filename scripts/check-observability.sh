@@ -61,7 +61,7 @@ import json, re, sys
 ALLOWED = {
     "http_requests_total", "http_request_duration_seconds", "saga_total", "saga_duration_seconds",
     "messages_published_total", "messages_consumed_total", "outbox_backlog",
-    "outbox_relay_latency_seconds", "dlq_depth", "inventory_reserve_rejections_total",
+    "outbox_relay_latency_seconds", "dlq_depth", "dlq_messages", "inventory_reserve_rejections_total",
     "db_pool_connections", "db_pool_max", "batch_failures_total",
 }
 KEYWORDS = {"by", "without", "or", "and", "unless", "on", "ignoring", "group_left", "group_right", "bool", "offset"}

@@ -35,6 +35,9 @@
 #   shell-scripts        shellcheck -x on every *.sh under scripts/ and deploy/scripts/
 #   vendored-crates      scripts/check_vendor.py: every crate under vendor/ is the
 #                        crates.io source (checksum pinned) plus vendor/<crate>.patch
+#   rds-ca-bundle        deploy/scripts/rds_ca_bundle.py --verify: the RDS CA bundle the
+#                        image ships is Amazon RDS root CAs only, none expiring within a
+#                        year, and the Dockerfile and Terraform use it
 #
 # Tools are pinned and installed once into $DOP_TOOLS_DIR (default
 # ~/.cache/dop-static-tools): a Python venv (PyPI) and an npm prefix; the
@@ -272,6 +275,7 @@ if [[ $sc_ok == 1 ]]; then
 fi
 
 run_check vendored-crates python3 scripts/check_vendor.py
+run_check rds-ca-bundle python3 deploy/scripts/rds_ca_bundle.py --verify
 
 say ""
 say "static checks took $((SECONDS - started))s"

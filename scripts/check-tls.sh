@@ -75,6 +75,19 @@ check "mysql: the server certificate is verified against order.database_ca_file"
   DOP_ORDER__DATABASE_CA_FILE="$work/ca.pem" "$DOP_BIN" migrate --role order
 check "mysql: a certificate from an unknown CA is refused" fail \
   env DOP_ORDER__DATABASE_URL="mysql://root@localhost:3310/orders_db?require_ssl=true&prefer_socket=false" "$DOP_BIN" migrate --role order
+# The RDS bundle the image ships (deploy/certs/, the Terraform default): it
+# loads, and a server whose certificate no RDS CA signed is refused for that
+# reason (not for an unreadable bundle).
+refused_as_unknown_issuer() {
+  if "$@"; then echo "connected: the local server was trusted"; return 1; fi
+  grep -qiE 'UnknownIssuer|unknown ?issuer|certificate verify failed|invalid peer certificate' "$work/out.inner"
+}
+rds_bundle_refuses() {
+  refused_as_unknown_issuer env DOP_ORDER__DATABASE_URL="mysql://root@localhost:3310/orders_db?require_ssl=true&prefer_socket=false" \
+    DOP_ORDER__DATABASE_CA_FILE="$PWD/deploy/certs/rds-global-bundle.pem" "$DOP_BIN" migrate --role order >"$work/out.inner" 2>&1
+  local rc=$?; cat "$work/out.inner"; return $rc
+}
+check "mysql: the shipped RDS CA bundle loads and refuses a certificate RDS did not sign" ok rds_bundle_refuses
 
 # 3. AMQP over TLS
 socat "OPENSSL-LISTEN:15671,reuseaddr,fork,bind=127.0.0.1,cert=$work/srv.pem,key=$work/srv.key,verify=0" \

@@ -31,14 +31,24 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_COMPOSE = REPO / "deploy" / "docker-compose.yml"
 DEFAULT_SCHEMA = REPO / "deploy" / "schema" / "compose-spec.json"
 
-# role -> (port, database service, database name, DOP_* variable)
+# role -> (port, database service, database name, DOP_* variable). The
+# service names are the original system's (its scripts `docker compose
+# stop/up` order-service, inventory-service, payment-service; its MySQLs are
+# mysql-order, mysql-inventory, mysql-payment).
 ROLES = {
-    "order": (8081, "orders-db", "orders_db", "DOP_ORDER__DATABASE_URL"),
-    "inventory": (8082, "inventory-db", "inventory_db", "DOP_INVENTORY__DATABASE_URL"),
-    "payment": (8083, "payments-db", "payments_db", "DOP_PAYMENT__DATABASE_URL"),
+    "order": (8081, "mysql-order", "orders_db", "DOP_ORDER__DATABASE_URL"),
+    "inventory": (8082, "mysql-inventory", "inventory_db", "DOP_INVENTORY__DATABASE_URL"),
+    "payment": (8083, "mysql-payment", "payments_db", "DOP_PAYMENT__DATABASE_URL"),
 }
 # database service -> host port it is published on (three MySQLs cannot share 3306)
-DB_HOST_PORTS = {"orders-db": 3307, "inventory-db": 3308, "payments-db": 3309}
+DB_HOST_PORTS = {"mysql-order": 3307, "mysql-inventory": 3308, "mysql-payment": 3309}
+
+
+def service_of(role: str) -> str:
+    """The compose service that runs a role: `order` runs as order-service."""
+    return f"{role}-service"
+
+
 IMAGE = "dop:local"
 PASSTHROUGH = {
     "PAYMENT_FAILURE_RATE": "${PAYMENT_FAILURE_RATE:-0.0}",
@@ -49,9 +59,9 @@ BIND_ADDRESS = "127.0.0.1"
 ENV_FILE = "dop.env"
 # Secrets that only deploy/dop.env may provide: service -> keys.
 ENV_FILE_SECRETS = {
-    "order": {"DOP_ADMIN__TOKEN", "DOP_ADMIN__READ_TOKEN"},
-    "inventory": {"DOP_ADMIN__TOKEN"},
-    "payment": set(),
+    "order-service": {"DOP_ADMIN__TOKEN", "DOP_ADMIN__READ_TOKEN"},
+    "inventory-service": {"DOP_ADMIN__TOKEN"},
+    "payment-service": set(),
     "grafana": {"GF_SECURITY_ADMIN_PASSWORD"},
 }
 # Environment keys that hold a guarding secret: never written in the file.
@@ -193,6 +203,7 @@ def check_rabbitmq(svc, problems: Problems) -> None:
 
 def check_role(role, svc, compose_dir: Path, problems: Problems) -> None:
     port, db_service, db_name, db_var = ROLES[role]
+    role = service_of(role)
     if svc.get("image") != IMAGE:
         problems.add(role, f"image is {svc.get('image')!r}, want {IMAGE} (one image for every role)")
     build = svc.get("build")
@@ -207,8 +218,9 @@ def check_role(role, svc, compose_dir: Path, problems: Problems) -> None:
         elif not (ctx / dockerfile).is_file():
             problems.add(role, f"build dockerfile {dockerfile} not found in {ctx}")
     argv = command_argv(svc.get("command"))
-    if argv != ["serve", "--role", role]:
-        problems.add(role, f"command is {svc.get('command')!r}, want serve --role {role}")
+    want_argv = ["serve", "--role", role.removesuffix("-service")]
+    if argv != want_argv:
+        problems.add(role, f"command is {svc.get('command')!r}, want {' '.join(want_argv)}")
     deps = depends_on(svc)
     for dep in (db_service, "rabbitmq"):
         if deps.get(dep) != "service_healthy":
@@ -224,7 +236,7 @@ def check_role(role, svc, compose_dir: Path, problems: Problems) -> None:
     elif (m.group(2), m.group(3), m.group(4)) != (db_service, "3306", db_name):
         problems.add(role, f"{db_var} must point at {db_service}:3306/{db_name}, is {url!r}")
     for other_role, (_, _, _, other_var) in ROLES.items():
-        if other_role != role and other_var in env:
+        if service_of(other_role) != role and other_var in env:
             problems.add(role, f"sets {other_var}: a role gets only its own database")
     rabbit = env.get("RABBITMQ_URL", "")
     if not re.match(r"amqps?://[^@]+@rabbitmq:5672/", rabbit):
@@ -259,6 +271,17 @@ def check_observability(services, compose_dir: Path, problems: Problems) -> None
             problems.add("grafana", f"must mount {src}/ at {dst}")
     if ("3000", "3000") not in {(p, t) for _, p, t in published_ports(graf)}:
         problems.add("grafana", "must publish 3000:3000")
+    scrape = compose_dir / "observability" / "prometheus.yml"
+    if scrape.is_file():
+        targets = {
+            t
+            for job in (yaml.safe_load(scrape.read_text()) or {}).get("scrape_configs") or []
+            for sc in job.get("static_configs") or []
+            for t in sc.get("targets") or []
+        }
+        for role, (port, *_rest) in ROLES.items():
+            if f"{service_of(role)}:{port}" not in targets:
+                problems.add("prometheus", f"{scrape.name} must scrape {service_of(role)}:{port}, scrapes {sorted(targets)}")
 
 
 def env_files(svc):
@@ -334,7 +357,7 @@ def main() -> int:
     check_schema(doc, Path(args.schema), problems)
 
     services = doc.get("services") or {}
-    want = {"orders-db", "inventory-db", "payments-db", "rabbitmq", *ROLES, "prometheus", "grafana"}
+    want = {*DB_HOST_PORTS, "rabbitmq", *map(service_of, ROLES), "prometheus", "grafana"}
     for missing in sorted(want - set(services)):
         problems.add("services", f"missing service {missing}")
 
@@ -346,8 +369,8 @@ def main() -> int:
     if "rabbitmq" in services:
         check_rabbitmq(services["rabbitmq"], problems)
     for role in ROLES:
-        if role in services:
-            check_role(role, services[role], compose_dir, problems)
+        if service_of(role) in services:
+            check_role(role, services[service_of(role)], compose_dir, problems)
     check_observability(services, compose_dir, problems)
     check_exposure_and_secrets(services, compose_dir, problems)
 

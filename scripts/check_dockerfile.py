@@ -7,6 +7,9 @@
 - migrations/ copied before the real build (they are embedded at compile time);
 - every crate Cargo.toml patches in from a path (vendor/amqprs) copied before
   the first build, or `--locked` fails to resolve it;
+- every file a COPY takes from the build context is in it: tracked files
+  under each source path that .dockerignore does not exclude (a COPY whose
+  source is all excluded fails the build);
 - runtime on debian:bookworm-slim, non-root USER, EXPOSE 8081 8082 8083,
   HEALTHCHECK on /health at $HEALTHCHECK_PORT, ENTRYPOINT ["dop"],
   CMD ["serve", "--role", "all"].
@@ -16,8 +19,10 @@ Usage: scripts/check_dockerfile.py [Dockerfile]. Exits 1 on any problem.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -46,6 +51,47 @@ def instructions(text: str):
         out.append((start, word.upper(), rest.strip()))
         buf = ""
     return out
+
+
+def ignored(path: str, patterns: list[str]) -> bool:
+    """Whether .dockerignore excludes `path` (relative, '/'-separated): the
+    last pattern that matches the path or one of its parent directories
+    wins; `!` re-includes. Docker's rules for the patterns this repository
+    uses (names, directories, `*`, `**/`)."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    verdict = False
+    for raw in patterns:
+        neg = raw.startswith("!")
+        pat = raw[1:] if neg else raw
+        pat = pat.strip("/")
+        alts = [pat] + ([pat[3:]] if pat.startswith("**/") else [])
+        if any(fnmatch.fnmatchcase(p, a.replace("**/", "*/")) for p in prefixes for a in alts):
+            verdict = not neg
+    return verdict
+
+
+def context_problems(ins) -> list[str]:
+    """COPY sources (not --from) with no file left after .dockerignore."""
+    ignore = REPO / ".dockerignore"
+    patterns = [
+        line.strip()
+        for line in (ignore.read_text().splitlines() if ignore.exists() else [])
+        if line.strip() and not line.strip().startswith("#")
+    ]
+    tracked = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    problems = []
+    for ln, word, args in ins:
+        if word != "COPY" or "--from" in args:
+            continue
+        for src in args.split()[:-1]:
+            src = src.strip("./") if src not in (".", "./") else ""
+            files = [f for f in tracked if not src or f == src or f.startswith(src + "/")]
+            if not [f for f in files if not ignored(f, patterns)]:
+                problems.append(f"line {ln}: COPY {src or '.'}: nothing of it is in the build context (.dockerignore)")
+    return problems
 
 
 def main() -> int:
@@ -106,6 +152,8 @@ def main() -> int:
                 problems.append(
                     f"{vendored} ([patch.{registry}] {name}) must be copied before the first cargo build"
                 )
+
+    problems.extend(context_problems(ins))
 
     users = [a for _, w, a in runtime if w == "USER"]
     if not users or users[-1].split(":")[0] in ("root", "0"):

@@ -61,6 +61,8 @@ roles_of() {
     case "${1:-all}" in
         all) printf '%s\n' "${ROLES[@]}" ;;
         order | inventory | payment) echo "$1" ;;
+        # The original system's (and the compose file's) service names.
+        order-service | inventory-service | payment-service) echo "${1%-service}" ;;
         *) die "unknown role '$1' (order, inventory, payment, all)" ;;
     esac
 }
@@ -199,7 +201,12 @@ compose_services() {
     if [[ "${1:-all}" == all ]]; then
         return 0
     fi
-    roles_of "$1"
+    # The compose services carry the original system's names: the order
+    # role runs as order-service.
+    local role
+    for role in $(roles_of "$1"); do
+        echo "$role-service"
+    done
 }
 
 # ---- commands ---------------------------------------------------------------

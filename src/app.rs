@@ -72,6 +72,9 @@ impl RunningRole {
                 roles::order::router(ctx.clone(), writer)
             }
             Role::Inventory => {
+                if let Some(retry) = roles::inventory::seed::at_start(ctx.clone()).await {
+                    tasks.push(retry);
+                }
                 roles::inventory::register(&ctx);
                 roles::inventory::router(ctx.clone())
             }
@@ -148,9 +151,13 @@ impl RunningRole {
 }
 
 async fn pool_sampler(ctx: AppState) {
+    let max_idle = ctx.config.db(ctx.role).max_idle;
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
     loop {
         tick.tick().await;
+        if let Some(n) = max_idle {
+            db::pool::trim_idle(&ctx.pool, n);
+        }
         ctx.metrics.observe_pool(ctx.pool.status());
     }
 }

@@ -162,6 +162,11 @@ pub struct DbRole {
     pub ca_file: Option<std::path::PathBuf>,
     /// How `db::Script` sends the writes of a transaction.
     pub write_mode: WriteMode,
+    /// Idle connections kept at most; more are closed (`DB_MAX_IDLE_CONNS`).
+    pub max_idle: Option<usize>,
+    /// A connection older than this is closed instead of reused
+    /// (`DB_CONN_MAX_LIFETIME_MIN`).
+    pub conn_max_lifetime: Option<Duration>,
 }
 
 /// How the writes of a batched transaction (`db::Script`) reach the server.
@@ -203,6 +208,12 @@ macro_rules! role_section {
             /// bundle), besides the public roots.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub database_ca_file: Option<std::path::PathBuf>,
+            /// Idle connections kept at most (none: every idle one is kept).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub max_idle: Option<usize>,
+            /// Connections older than this are closed rather than reused.
+            #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+            pub conn_max_lifetime: Option<Duration>,
             $($(#[$fm])* pub $field: $ty,)*
         }
         impl $name {
@@ -214,6 +225,8 @@ macro_rules! role_section {
                     pool_timeout: self.pool_timeout,
                     ca_file: self.database_ca_file.clone(),
                     write_mode: WriteMode::default(),
+                    max_idle: self.max_idle,
+                    conn_max_lifetime: self.conn_max_lifetime,
                 }
             }
         }
@@ -227,7 +240,32 @@ role_section!(InventoryConfig {
     /// database error (deadlock, lock wait timeout, lost connection) before
     /// its commands go to the retry queue.
     reserve_max_retries: u32,
+    /// Products created at start when missing (existing stock is never
+    /// touched); the original system's 1001 (100 units) and 1002 (50) by
+    /// default, none when empty.
+    seed: Vec<SeedProduct>,
 });
+
+/// One product of `inventory.seed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub struct SeedProduct {
+    pub product_id: i64,
+    pub available_qty: i64,
+}
+
+/// The original system's seed: what its happy-path script orders from.
+pub fn default_seed() -> Vec<SeedProduct> {
+    vec![
+        SeedProduct {
+            product_id: 1001,
+            available_qty: 100,
+        },
+        SeedProduct {
+            product_id: 1002,
+            available_qty: 50,
+        },
+    ]
+}
 
 role_section!(PaymentConfig {
     /// Share of payments declined, 0.0 to 1.0.
@@ -326,6 +364,8 @@ impl Default for Config {
                 pool_size: 32,
                 pool_timeout: Duration::from_secs(5),
                 database_ca_file: None,
+                max_idle: None,
+                conn_max_lifetime: None,
             },
             inventory: InventoryConfig {
                 port: 8082,
@@ -333,7 +373,10 @@ impl Default for Config {
                 pool_size: 32,
                 pool_timeout: Duration::from_secs(5),
                 database_ca_file: None,
+                max_idle: None,
+                conn_max_lifetime: None,
                 reserve_max_retries: 50,
+                seed: default_seed(),
             },
             payment: PaymentConfig {
                 port: 8083,
@@ -341,6 +384,8 @@ impl Default for Config {
                 pool_size: 32,
                 pool_timeout: Duration::from_secs(5),
                 database_ca_file: None,
+                max_idle: None,
+                conn_max_lifetime: None,
                 failure_rate: 0.0,
             },
             rabbitmq: RabbitConfig {
@@ -431,6 +476,30 @@ impl Config {
                 "invalid configuration: payment.failure_rate (PAYMENT_FAILURE_RATE): {} is not between 0.0 and 1.0",
                 self.payment.failure_rate
             );
+        }
+        let mut seen = std::collections::HashSet::new();
+        for p in &self.inventory.seed {
+            if !(1..=crate::domain::MAX_ID).contains(&p.product_id) {
+                bail!(
+                    "invalid configuration: inventory.seed: product_id {} is not between 1 and {}",
+                    p.product_id,
+                    crate::domain::MAX_ID
+                );
+            }
+            if !(0..=crate::domain::MAX_QTY).contains(&p.available_qty) {
+                bail!(
+                    "invalid configuration: inventory.seed: available_qty {} of product {} is not between 0 and {}",
+                    p.available_qty,
+                    p.product_id,
+                    crate::domain::MAX_QTY
+                );
+            }
+            if !seen.insert(p.product_id) {
+                bail!(
+                    "invalid configuration: inventory.seed: product {} is listed twice",
+                    p.product_id
+                );
+            }
         }
         for role in Role::ALL {
             let key = role.as_str();
@@ -575,6 +644,33 @@ fn legacy_layer(
     )? {
         fig = fig.merge(Serialized::default("inventory.reserve_max_retries", n));
     }
+    if let Some(n) = parsed::<u32>(env, "RETRY_MAX_ATTEMPTS", "retry.max_attempts")? {
+        fig = fig.merge(Serialized::default("retry.max_attempts", n));
+    }
+    // The original's pool settings (Go's database/sql) apply to every
+    // role's pool: open = the pool size, idle = idle connections kept,
+    // lifetime in minutes = the age at which a connection is replaced.
+    let open = parsed::<usize>(env, "DB_MAX_OPEN_CONNS", "*.pool_size")?;
+    let idle = parsed::<usize>(env, "DB_MAX_IDLE_CONNS", "*.max_idle")?;
+    let life = parsed::<u64>(env, "DB_CONN_MAX_LIFETIME_MIN", "*.conn_max_lifetime")?;
+    for r in Role::ALL {
+        let key = r.as_str();
+        if let Some(n) = open {
+            fig = fig.merge(Serialized::default(&format!("{key}.pool_size"), n));
+        }
+        if let Some(n) = idle {
+            fig = fig.merge(Serialized::default(&format!("{key}.max_idle"), n));
+        }
+        if let Some(min) = life {
+            let secs = min.checked_mul(60).context(
+                "invalid configuration: *.conn_max_lifetime (DB_CONN_MAX_LIFETIME_MIN): too large",
+            )?;
+            fig = fig.merge(Serialized::default(
+                &format!("{key}.conn_max_lifetime"),
+                format!("{secs}s"),
+            ));
+        }
+    }
     if let Some(url) = env.var("RABBITMQ_URL") {
         fig = fig.merge(Serialized::default("rabbitmq.url", url));
     }
@@ -692,6 +788,47 @@ mod tests {
     }
 
     #[test]
+    fn the_originals_retry_and_pool_variables_take_effect() {
+        let cfg = load(
+            &[
+                ("RETRY_MAX_ATTEMPTS", "9"),
+                ("DB_MAX_OPEN_CONNS", "50"),
+                ("DB_MAX_IDLE_CONNS", "25"),
+                ("DB_CONN_MAX_LIFETIME_MIN", "5"),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(cfg.retry.max_attempts, 9);
+        for role in Role::ALL {
+            let db = cfg.db(role);
+            assert_eq!(db.pool_size, 50, "{role}");
+            assert_eq!(db.max_idle, Some(25), "{role}");
+            assert_eq!(
+                db.conn_max_lifetime,
+                Some(Duration::from_secs(300)),
+                "{role}"
+            );
+        }
+        // Unset: dop's defaults (no idle cap, no lifetime).
+        let cfg = load(&[], None).unwrap();
+        assert_eq!(cfg.retry.max_attempts, 5);
+        assert_eq!(cfg.db(Role::Order).pool_size, 32);
+        assert_eq!(cfg.db(Role::Order).max_idle, None);
+        assert_eq!(cfg.db(Role::Order).conn_max_lifetime, None);
+        for (var, bad) in [
+            ("RETRY_MAX_ATTEMPTS", "0"),
+            ("RETRY_MAX_ATTEMPTS", "x"),
+            ("DB_MAX_OPEN_CONNS", "0"),
+            ("DB_MAX_IDLE_CONNS", "-1"),
+            ("DB_CONN_MAX_LIFETIME_MIN", "ten"),
+        ] {
+            let err = load(&[(var, bad)], None).unwrap_err().to_string();
+            assert!(err.contains("invalid configuration"), "{var}={bad}: {err}");
+        }
+    }
+
+    #[test]
     fn bad_values_name_their_key() {
         let err = load(&[("PAYMENT_FAILURE_RATE", "abc")], None)
             .unwrap_err()
@@ -799,6 +936,53 @@ mod tests {
                     .to_string();
                 assert!(err.contains("admin.token"), "{err}");
                 assert!(!err.contains(value), "{err}");
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn inventory_seed_defaults_to_the_originals_and_can_be_emptied() {
+        let cfg = load(&[], None).unwrap();
+        let seed: Vec<(i64, i64)> = cfg
+            .inventory
+            .seed
+            .iter()
+            .map(|p| (p.product_id, p.available_qty))
+            .collect();
+        assert_eq!(seed, [(1001, 100), (1002, 50)]);
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("DOP_INVENTORY__SEED", "[]");
+            let fig = dop_env(Figment::from(Serialized::defaults(Config::default())));
+            let cfg = Config::finish(fig, &MapEnv(HashMap::new()), None).unwrap();
+            assert!(cfg.inventory.seed.is_empty());
+            jail.set_env("DOP_INVENTORY__SEED", "[{product_id=7,available_qty=3}]");
+            let fig = dop_env(Figment::from(Serialized::defaults(Config::default())));
+            let cfg = Config::finish(fig, &MapEnv(HashMap::new()), None).unwrap();
+            assert_eq!(
+                cfg.inventory.seed,
+                [SeedProduct {
+                    product_id: 7,
+                    available_qty: 3
+                }]
+            );
+            jail.clear_env();
+            jail.create_file(
+                "seed.toml",
+                "[[inventory.seed]]\nproduct_id = 5\navailable_qty = 9\n",
+            )?;
+            let cfg = Config::load(Some(Path::new("seed.toml")), None).unwrap();
+            assert_eq!(cfg.inventory.seed.len(), 1);
+            for bad in [
+                "[{product_id=0,available_qty=3}]",
+                "[{product_id=7,available_qty=-1}]",
+                "[{product_id=7,available_qty=1},{product_id=7,available_qty=2}]",
+            ] {
+                jail.set_env("DOP_INVENTORY__SEED", bad);
+                let fig = dop_env(Figment::from(Serialized::defaults(Config::default())));
+                let err = Config::finish(fig, &MapEnv(HashMap::new()), None).unwrap_err();
+                assert!(err.to_string().contains("inventory.seed"), "{bad}: {err}");
             }
             Ok(())
         });

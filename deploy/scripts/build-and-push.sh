@@ -13,9 +13,8 @@ Usage: deploy/scripts/build-and-push.sh [-t TAG] [-r REPOSITORY_URL] [-R REGION]
 
 Builds the dop image from the repository's Dockerfile and pushes it to ECR.
 The image carries Amazon RDS's CA bundle (deploy/certs/rds-global-bundle.pem,
-what the tasks verify RDS with): downloaded from \$RDS_CA_URL over HTTPS
-before the build, and refused unless every certificate in it is an Amazon
-RDS CA.
+committed; what the tasks verify RDS with). It is checked before the build
+(deploy/scripts/rds_ca_bundle.py --verify).
 
   -t TAG             image tag (default: the git commit, short, plus
                      -dirty-<time> when the work tree has changes; the
@@ -25,12 +24,10 @@ RDS CA.
   -R REGION          AWS region (default: \$AWS_REGION, \$AWS_DEFAULT_REGION, us-east-1)
   -p PLATFORM        docker build platform (default: linux/amd64, what the
                      task definitions run)
-  -c CA_BUNDLE       use this PEM file as the RDS CA bundle instead of
-                     downloading it (checked the same way)
   -h                 this help
 
 Needs docker (with a running engine), the aws CLI v2 with credentials, git,
-curl and openssl.
+python3 and openssl.
 Prints "image: REPOSITORY_URL:TAG" last. A tag that is already in the
 repository is not rebuilt.
 USAGE
@@ -54,16 +51,12 @@ tag=""
 repo_url=""
 region="${AWS_REGION:-${AWS_DEFAULT_REGION:-us-east-1}}"
 platform="linux/amd64"
-ca_bundle=""
-rds_ca_url="${RDS_CA_URL:-https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem}"
-rds_ca_dest="$repo_root/deploy/certs/rds-global-bundle.pem"
-while getopts ":t:r:R:p:c:h" opt; do
+while getopts ":t:r:R:p:h" opt; do
     case "$opt" in
         t) tag="$OPTARG" ;;
         r) repo_url="$OPTARG" ;;
         R) region="$OPTARG" ;;
         p) platform="$OPTARG" ;;
-        c) ca_bundle="$OPTARG" ;;
         h)
             usage
             exit 0
@@ -75,7 +68,7 @@ done
 shift $((OPTIND - 1))
 [[ $# -eq 0 ]] || die "unexpected argument: $1 (see -h)"
 
-for cmd in docker aws git curl openssl; do
+for cmd in docker aws git python3 openssl; do
     command -v "$cmd" >/dev/null 2>&1 || die "$cmd is not installed"
 done
 
@@ -99,32 +92,8 @@ if aws ecr describe-images --region "$region" --repository-name "$repo_name" \
     exit 0
 fi
 
-# check_rds_bundle FILE: at least one certificate, and every one's subject
-# an Amazon RDS CA. There is no checksum to pin: Amazon adds CAs to the
-# bundle over time; the download is authenticated by HTTPS to Amazon's host.
-check_rds_bundle() {
-    local subjects count
-    subjects=$(openssl crl2pkcs7 -nocrl -certfile "$1" 2>/dev/null |
-        openssl pkcs7 -print_certs -noout 2>/dev/null | grep '^subject=') || return 1
-    count=$(grep -c 'BEGIN CERTIFICATE' "$1")
-    [[ "$count" -ge 1 && "$(printf '%s\n' "$subjects" | wc -l)" -eq "$count" ]] || return 1
-    ! printf '%s\n' "$subjects" | grep -v 'Amazon RDS' | grep -q .
-}
-
-tmp_bundle="$rds_ca_dest.tmp"
-if [[ -n "$ca_bundle" ]]; then
-    cp "$ca_bundle" "$tmp_bundle"
-else
-    echo "build-and-push: fetching the RDS CA bundle from $rds_ca_url" >&2
-    curl -fsS --proto '=https' --tlsv1.2 -o "$tmp_bundle" "$rds_ca_url" ||
-        die "could not download the RDS CA bundle from $rds_ca_url; pass one with -c (the tasks verify RDS with it)"
-fi
-check_rds_bundle "$tmp_bundle" || {
-    rm -f "$tmp_bundle"
-    die "the RDS CA bundle is not a PEM file of Amazon RDS CA certificates; not building"
-}
-mv "$tmp_bundle" "$rds_ca_dest"
-echo "build-and-push: RDS CA bundle: $(grep -c 'BEGIN CERTIFICATE' "$rds_ca_dest") certificates in $rds_ca_dest" >&2
+python3 "$script_dir/rds_ca_bundle.py" --verify ||
+    die "the RDS CA bundle is not fit to ship (deploy/certs/README.md); not building"
 
 echo "build-and-push: building $image for $platform" >&2
 docker build --platform "$platform" --tag "$image" --file "$repo_root/Dockerfile" "$repo_root"

@@ -39,6 +39,7 @@ pub async fn run(
     log_format: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(config, opts.role.single())?;
+    logging::set_default_service(opts.role.single().map(|r| r.service()).unwrap_or("dop"));
     logging::init(log_format.as_deref().unwrap_or(&cfg.log_format));
     let cfg = Arc::new(cfg);
     let mut running = Vec::new();

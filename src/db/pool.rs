@@ -125,6 +125,8 @@ pub struct Manager {
     url: String,
     ca_file: Option<PathBuf>,
     write_mode: WriteMode,
+    /// `conn_max_lifetime`: an older connection is replaced at checkout.
+    max_lifetime: Option<Duration>,
 }
 
 /// The instrumentation of a pooled connection: it marks the connection
@@ -177,11 +179,16 @@ impl managed::Manager for Manager {
     async fn recycle(
         &self,
         conn: &mut Conn,
-        _: &Metrics,
+        metrics: &Metrics,
     ) -> RecycleResult<diesel::ConnectionError> {
         use diesel_async::pooled_connection::PoolableConnection;
         if conn.open_script || conn.broken.load(Ordering::Relaxed) || conn.inner.is_broken() {
             return Err(RecycleError::message("connection lost its server"));
+        }
+        if self.max_lifetime.is_some_and(|max| metrics.age() > max) {
+            return Err(RecycleError::message(
+                "connection reached its maximum lifetime",
+            ));
         }
         Ok(())
     }
@@ -197,6 +204,7 @@ pub fn connect_pool(db: &DbRole) -> anyhow::Result<DbPool> {
         url: db.database_url.expose().to_string(),
         ca_file: db.ca_file.clone(),
         write_mode: db.write_mode,
+        max_lifetime: db.conn_max_lifetime,
     };
     let pool = managed::Pool::builder(manager)
         .max_size(db.pool_size)
@@ -206,4 +214,16 @@ pub fn connect_pool(db: &DbRole) -> anyhow::Result<DbPool> {
         .recycle_timeout(Some(Duration::from_secs(5)))
         .build()?;
     Ok(pool)
+}
+
+/// Closes idle connections beyond `max_idle` (Go's SetMaxIdleConns, which
+/// deadpool has no setting for); called periodically by each role.
+pub fn trim_idle(pool: &DbPool, max_idle: usize) -> usize {
+    let mut kept = 0usize;
+    pool.retain(|_, _| {
+        kept = kept.saturating_add(1);
+        kept <= max_idle
+    })
+    .removed
+    .len()
 }

@@ -58,6 +58,21 @@ impl ApiError {
             message: message.into(),
         }
     }
+    /// The same error under another code: the original system's specific
+    /// 400 codes (`INVALID_ID`, `INVALID_PRODUCT_ID`, ...) where it has one.
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = code;
+        self
+    }
+    /// An unexpected failure (500) under the operation's code, as the
+    /// original names it (`GET_FAILED`, `CREATE_FAILED`, ...); any other
+    /// error is unchanged.
+    pub fn failed(mut self, code: &'static str) -> Self {
+        if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            self.code = code;
+        }
+        self
+    }
     /// Logs the cause chain once; the client sees a generic message.
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
         let err = err.into();

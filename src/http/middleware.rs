@@ -61,10 +61,30 @@ pub async fn observe(
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
     let method = method_label(req.method()).to_string();
+    let uri_path = req.uri().path().to_string();
     req.extensions_mut().insert(TraceId(trace_id.clone()));
     let span = tracing::info_span!("request", service = %metrics.service, trace_id = %trace_id, method = %method, path = %path);
     let start = Instant::now();
-    let mut resp = envelope(next.run(req).instrument(span).await).await;
+    let mut resp = envelope(next.run(req).instrument(span.clone()).await).await;
+    if path != "/metrics" {
+        // The access line, one per request, as the original wrote it
+        // (`http_request`: method, path, route, status, duration in
+        // seconds); the span adds service and trace_id. Target
+        // `dop::access`, so `DOP_LOG=info,dop::access=off` silences it.
+        let elapsed = start.elapsed();
+        span.in_scope(|| {
+            tracing::info!(
+                target: "dop::access",
+                method = %method,
+                path = %uri_path,
+                route = %path,
+                status = resp.status().as_u16(),
+                duration = elapsed.as_secs_f64(),
+                latency_ms = elapsed.as_secs_f64() * 1000.0,
+                "http_request"
+            )
+        });
+    }
     if let Ok(v) = HeaderValue::from_str(&trace_id) {
         resp.headers_mut().insert("x-request-id", v);
     }
@@ -142,7 +162,6 @@ async fn envelope(resp: Response) -> Response {
         404 => "NOT_FOUND",
         405 => "METHOD_NOT_ALLOWED",
         413 => "PAYLOAD_TOO_LARGE",
-        415 => "UNSUPPORTED_MEDIA_TYPE",
         503 => "NOT_READY",
         _ => "ERROR",
     };

@@ -31,7 +31,7 @@ use super::{
 };
 use crate::{
     config::{AmqpEndpoint, Config, SecretUrl},
-    observability::{metrics::QueueLabels, Metrics},
+    observability::Metrics,
 };
 
 /// Builds connection arguments from an `amqp://` or `amqps://` URL
@@ -258,6 +258,9 @@ impl Inner {
                 .await?;
                 ch.basic_qos(BasicQosArguments::new(0, self.prefetch, false))
                     .await?;
+                // A larger body is never assembled (the consumer rejects it
+                // unread; vendor/amqprs/PATCHED.md).
+                ch.set_max_body_size(crate::messaging::consumer::MAX_BODY);
                 let (tag, rx) = ch
                     .basic_consume_rx(
                         BasicConsumeArguments::new(queue, "")
@@ -309,10 +312,9 @@ impl Inner {
                     _ = sample.tick() => {
                         for (queue, _) in &specs {
                             let dlq = topology::dlq(queue);
-                            if let Ok(depth) = Broker::queue_depth(&sample_ch, &dlq).await {
-                                self.metrics.dlq_depth
-                                    .get_or_create(&QueueLabels { service: self.metrics.service.clone(), queue: dlq })
-                                    .set(depth as i64);
+                            match Broker::queue_depth(&sample_ch, &dlq).await {
+                                Ok(depth) => self.metrics.set_dlq_depth(&dlq, i64::from(depth)),
+                                Err(e) => tracing::warn!(queue = %dlq, error = %e, "could not sample the dead-letter queue's depth"),
                             }
                         }
                     }

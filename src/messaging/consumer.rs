@@ -263,6 +263,48 @@ pub async fn run(
     .await;
 }
 
+/// A delivery whose body the channel did not assemble: its content header
+/// declared more than `MAX_BODY` bytes (`Channel::set_max_body_size`), so
+/// its frames were dropped as they arrived and a hostile or broken
+/// publisher costs one frame of memory, not the message's size. dop cannot
+/// forward a body it never held, so it rejects the delivery (no requeue)
+/// and the broker dead-letters it, whole, to `Q.dlq` (the queue's
+/// dead-letter target), where `x-death` records the rejection. Logged with
+/// the reason and counted as a dead letter. Returns the tag, settled here
+/// (so not to be acked), or None for a frame with no delivery.
+async fn reject_oversized(
+    ctx: &ConsumerCtx,
+    channel: &Channel,
+    msg: &ConsumerMessage,
+) -> Option<u64> {
+    let deliver = msg.deliver.as_ref()?;
+    let tag = deliver.delivery_tag();
+    let message_id = msg
+        .basic_properties
+        .as_ref()
+        .and_then(|p| p.message_id().cloned())
+        .unwrap_or_default();
+    tracing::error!(
+        service = %ctx.metrics.service,
+        queue = ctx.queue,
+        routing_key = %deliver.routing_key(),
+        message_id = %message_id,
+        reason = %format!("body of {} bytes exceeds {MAX_BODY}; rejected unread", msg.body_size),
+        "dead-lettering a delivery"
+    );
+    if let Err(e) = channel
+        .basic_nack(BasicNackArguments::new(tag, false, false))
+        .await
+    {
+        // The channel is gone: the broker redelivers it to the next
+        // consumer, which rejects it the same way.
+        tracing::warn!(error = %e, "could not reject an oversized delivery");
+        return Some(tag);
+    }
+    ctx.metrics.consumed(ctx.queue, "dead_letter");
+    Some(tag)
+}
+
 /// The delivery in `msg`. Only a frame without a delivery tag (never sent
 /// by a broker for `basic.deliver`) is skipped; missing properties or body
 /// read as empty, so such a message is dead-lettered with a reason rather
@@ -335,6 +377,12 @@ async fn handle_batch(
     let mut finished = Vec::with_capacity(msgs.len());
     let mut ready = Vec::with_capacity(msgs.len());
     for msg in msgs {
+        if msg.content.is_none() {
+            if let Some(tag) = reject_oversized(ctx, channel, &msg).await {
+                finished.push((tag, false));
+            }
+            continue;
+        }
         let Some((tag, mut d)) = delivery(ctx, msg) else {
             continue;
         };

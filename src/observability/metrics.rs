@@ -52,6 +52,13 @@ pub struct QueueLabels {
     pub queue: String,
 }
 
+/// The label of the original system's `dlq_messages` gauge: the queue
+/// only (its dashboard's DLQ panel is by `{{queue}}`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DlqLabels {
+    pub queue: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: String,
@@ -104,6 +111,9 @@ pub struct Metrics {
     pub outbox_backlog: Family<ServiceLabels, Gauge>,
     pub outbox_relay_latency: HistFamily<ServiceLabels>,
     pub dlq_depth: Family<QueueLabels, Gauge>,
+    /// The same depth under the original system's name and label, so its
+    /// dashboard's DLQ panel shows data (set through `set_dlq_depth`).
+    pub dlq_messages: Family<DlqLabels, Gauge>,
     pub reserve_rejections: Family<ReasonLabels, Counter>,
     pub db_pool_connections: Family<PoolLabels, Gauge>,
     pub db_pool_max: Family<ServiceLabels, Gauge>,
@@ -176,6 +186,12 @@ impl Metrics {
             "Messages waiting in a dead-letter queue (sampled)",
             dlq_depth.clone(),
         );
+        let dlq_messages = Family::<DlqLabels, Gauge>::default();
+        registry.register(
+            "dlq_messages",
+            "Messages waiting in a dead-letter queue (sampled); the original system's name for dlq_depth",
+            dlq_messages.clone(),
+        );
         let reserve_rejections = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "inventory_reserve_rejections",
@@ -223,11 +239,28 @@ impl Metrics {
             outbox_backlog,
             outbox_relay_latency,
             dlq_depth,
+            dlq_messages,
             reserve_rejections,
             db_pool_connections,
             db_pool_max,
             batch_failures,
         }
+    }
+
+    /// Records a sampled dead-letter queue depth, as `dlq_depth` and as the
+    /// original's `dlq_messages`.
+    pub fn set_dlq_depth(&self, queue: &str, depth: i64) {
+        self.dlq_depth
+            .get_or_create(&QueueLabels {
+                service: self.service.clone(),
+                queue: queue.to_string(),
+            })
+            .set(depth);
+        self.dlq_messages
+            .get_or_create(&DlqLabels {
+                queue: queue.to_string(),
+            })
+            .set(depth);
     }
 
     /// Counts a failed batch in `batch_failures_total`.
@@ -328,6 +361,7 @@ pub const EXPORTED: &[&str] = &[
     "outbox_backlog",
     "outbox_relay_latency_seconds",
     "dlq_depth",
+    "dlq_messages",
     "inventory_reserve_rejections_total",
     "db_pool_connections",
     "db_pool_max",

@@ -23,6 +23,8 @@ pub enum SagaStep {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum OrderStatus {
     Pending,
+    /// Its stock is reserved; the payment is next (the original's status).
+    InventoryReserved,
     Confirmed,
     Failed,
     Compensated,
@@ -84,11 +86,11 @@ pub fn transition(status: SagaStatus, step: SagaStep, event: Event) -> Option<Tr
         (S::InProgress, P::ReservingInventory, Event::InventoryReserved { success: true }) => t(
             S::InProgress,
             P::ProcessingPayment,
-            OrderStatus::Pending,
+            OrderStatus::InventoryReserved,
             Some(Command::ProcessPayment),
         ),
         (S::InProgress, P::ReservingInventory, Event::InventoryReserved { success: false }) => {
-            t(S::Failed, P::ReservingInventory, OrderStatus::Failed, None)
+            t(S::Failed, P::Done, OrderStatus::Failed, None)
         }
         (S::InProgress, P::ProcessingPayment, Event::PaymentProcessed { success: true }) => {
             t(S::Completed, P::Done, OrderStatus::Confirmed, None)
@@ -103,7 +105,7 @@ pub fn transition(status: SagaStatus, step: SagaStep, event: Event) -> Option<Tr
             t(S::Compensated, P::Done, OrderStatus::Compensated, None)
         }
         (S::Compensating, P::ReleasingInventory, Event::InventoryReleased { success: false }) => {
-            t(S::Failed, P::ReleasingInventory, OrderStatus::Failed, None)
+            t(S::Failed, P::Done, OrderStatus::Failed, None)
         }
         _ => None,
     }
@@ -172,6 +174,7 @@ impl OrderStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             OrderStatus::Pending => "PENDING",
+            OrderStatus::InventoryReserved => "INVENTORY_RESERVED",
             OrderStatus::Confirmed => "CONFIRMED",
             OrderStatus::Failed => "FAILED",
             OrderStatus::Compensated => "COMPENSATED",
@@ -222,7 +225,7 @@ mod tests {
                 Transition {
                     status: S::InProgress,
                     step: P::ProcessingPayment,
-                    order: O::Pending,
+                    order: O::InventoryReserved,
                     command: Some(C::ProcessPayment),
                 },
             ),
@@ -234,7 +237,7 @@ mod tests {
                 ),
                 Transition {
                     status: S::Failed,
-                    step: P::ReservingInventory,
+                    step: P::Done,
                     order: O::Failed,
                     command: None,
                 },
@@ -286,7 +289,7 @@ mod tests {
                 ),
                 Transition {
                     status: S::Failed,
-                    step: P::ReleasingInventory,
+                    step: P::Done,
                     order: O::Failed,
                     command: None,
                 },

@@ -271,7 +271,7 @@ async fn admin_sagas_list_and_show_through_the_api() {
     };
     let (l, _) = api.list(&failed).await.unwrap();
     assert_eq!(l.count, 1);
-    assert_eq!(l.sagas[0].current_step, "RESERVING_INVENTORY");
+    assert_eq!(l.sagas[0].current_step, "DONE");
     assert!(l.sagas[0].failure_reason.is_some());
     let page = ListOpts {
         limit: Some(1),

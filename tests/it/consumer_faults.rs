@@ -262,3 +262,85 @@ async fn a_wrong_outcome_count_retries_the_batch_and_the_queue_drains() {
     assert_eq!(s.publisher.depth(&topology::dlq(QUEUE)).await, 0);
     s.teardown().await;
 }
+
+/// A body over the consumer's limit (64 KiB) is never assembled: the
+/// channel drops its frames as they arrive and the consumer rejects the
+/// delivery unread, so the broker moves it whole to the DLQ (an `x-death`
+/// header, not dop's `x-dlq-reason`: dop never held the body to forward).
+/// The handler never sees it, the rejection is counted, and the messages
+/// around it are handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_body_is_rejected_unread_and_dead_lettered_whole() {
+    let big = "x".repeat(4 << 20);
+    let (s, ids) = setup(&["ok", &big, "ok"]).await;
+    s.wait_acked(&[ids[0].clone(), ids[2].clone()]).await;
+    let dlq = topology::dlq(QUEUE);
+    eventually(
+        "the oversized delivery in the DLQ",
+        Duration::from_secs(30),
+        || async { (s.publisher.depth(&dlq).await == 1).then_some(()) },
+    )
+    .await;
+    let (_, props, body) = s
+        .publisher
+        .confirm
+        .channel()
+        .basic_get(BasicGetArguments::new(&dlq))
+        .await
+        .expect("basic.get from the DLQ")
+        .expect("one message in the DLQ");
+    assert_eq!(props.message_id(), Some(&ids[1]));
+    assert_eq!(body.len(), big.len(), "the body reaches the DLQ whole");
+    let headers = props.headers().expect("headers");
+    assert!(
+        headers.get(&"x-death".try_into().unwrap()).is_some(),
+        "rejected to the DLQ by the broker: {headers:?}"
+    );
+    assert_eq!(s.handler.seen.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        metric(
+            &s.metrics.encode(),
+            "messages_consumed_total",
+            &format!("queue=\"{QUEUE}\",outcome=\"dead_letter\"")
+        ),
+        1.0,
+        "{}",
+        s.metrics.encode()
+    );
+    s.teardown().await;
+}
+
+/// The vendored amqprs's bound itself: with a limit set, a delivery whose
+/// content header declares more arrives with `content: None` and its size;
+/// one within the limit arrives whole, in order after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_with_a_body_limit_does_not_assemble_a_larger_body() {
+    use amqprs::channel::{BasicConsumeArguments, QueueDeclareArguments};
+    let stack = Stack::start(Opts {
+        roles: vec![],
+        ..Opts::default()
+    })
+    .await;
+    let publisher = stack.publisher().await;
+    let ch = publisher.conn.open_channel(None).await.expect("channel");
+    ch.queue_declare(QueueDeclareArguments::new("body-limit").finish())
+        .await
+        .expect("declare");
+    ch.set_max_body_size(1024);
+    let (_, mut rx) = ch
+        .basic_consume_rx(BasicConsumeArguments::new("body-limit", "").finish())
+        .await
+        .expect("consume");
+    let big = vec![b'x'; 1 << 20];
+    let id = |n: u8| format!("00000000-0000-4000-8000-00000000000{n}");
+    publisher.publish("", "body-limit", &id(1), &big).await;
+    publisher.publish("", "body-limit", &id(2), b"small").await;
+    let first = rx.recv().await.expect("first delivery");
+    assert!(first.content.is_none(), "the large body was assembled");
+    assert_eq!(first.body_size, 1 << 20);
+    let second = rx.recv().await.expect("second delivery");
+    assert_eq!(second.content.as_deref(), Some(&b"small"[..]));
+    assert_eq!(second.body_size, 5);
+    drop(publisher);
+    stack.teardown().await;
+}

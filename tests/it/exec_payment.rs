@@ -66,7 +66,7 @@ fn command(pos: usize, (o, k, declined): (usize, usize, bool)) -> PayCommand {
 
 type PaymentRow = (
     i64,
-    String,
+    Option<String>,
     rust_decimal::Decimal,
     String,
     Option<String>,

@@ -60,9 +60,10 @@ fn event(pos: usize, (s, e, k): (usize, usize, usize)) -> SagaEvent {
     }
 }
 
-/// The order status a saga status implies (docs/contract.md section 2).
-fn order_status_of(saga: &str) -> &'static str {
+/// The order status a saga status and step imply (docs/contract.md section 2).
+fn order_status_of(saga: &str, step: &str) -> &'static str {
     match SagaStatus::parse(saga) {
+        Some(SagaStatus::InProgress) if step == "PROCESSING_PAYMENT" => "INVENTORY_RESERVED",
         Some(SagaStatus::InProgress) => "PENDING",
         Some(SagaStatus::Completed) => "CONFIRMED",
         Some(SagaStatus::Failed | SagaStatus::Compensating) => "FAILED",
@@ -95,6 +96,9 @@ async fn fresh_db() -> ScratchDb {
             status: SagaStatus::InProgress.as_str().into(),
             current_step: SagaStep::ReservingInventory.as_str().into(),
             failure_reason: None,
+            last_event_id: None,
+            retry_count: 0,
+            failed_step: None,
             created_at: t,
             updated_at: t,
         });
@@ -222,10 +226,10 @@ async fn run(
         let now = rows(&db).await;
         let order_status: HashMap<&i64, &String> =
             now.orders.iter().map(|(id, st)| (id, st)).collect();
-        for (order_id, status, _, _) in &now.sagas {
+        for (order_id, status, step, _) in &now.sagas {
             prop_assert_eq!(
                 order_status[order_id].as_str(),
-                order_status_of(status),
+                order_status_of(status, step),
                 "order {} of a {} saga",
                 order_id,
                 status

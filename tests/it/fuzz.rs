@@ -1194,7 +1194,8 @@ async fn known_rows(s: &Stack) -> Known {
     s.db(Role::Order)
         .await
         .batch_execute(&format!(
-            "UPDATE saga_states SET status = 'FAILED', current_step = 'RELEASING_INVENTORY' \
+            "UPDATE saga_states SET status = 'FAILED', current_step = 'DONE', \
+             failed_step = 'RELEASING_INVENTORY' \
              WHERE saga_id IN ({})",
             sagas.join(",")
         ))
@@ -1335,7 +1336,7 @@ fn known_routes(role: Role) -> Vec<(&'static str, &'static str)> {
             ("GET", "/inventory/{product_id}"),
             ("PUT", "/inventory/{product_id}"),
         ],
-        Role::Payment => vec![("GET", "/payments/{order_id}")],
+        Role::Payment => vec![("POST", "/payments"), ("GET", "/payments/{order_id}")],
     };
     r.extend([
         ("GET", "/health"),

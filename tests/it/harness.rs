@@ -122,6 +122,9 @@ impl Stack {
         cfg.payment.pool_size = 8;
         cfg.rabbitmq.url = SecretUrl::new(format!("amqp://guest:guest@{AMQP_HOST}/{vhost}"));
         cfg.rabbitmq.prefetch = 50;
+        // Tests create the products they use (tests/it/seed.rs tests the
+        // seed itself).
+        cfg.inventory.seed = vec![];
         cfg.payment.failure_rate = opts.payment_failure_rate;
         cfg.recovery.interval = opts.recovery_interval;
         cfg.recovery.stuck_after = opts.stuck_after;

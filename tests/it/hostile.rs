@@ -185,6 +185,36 @@ async fn a_half_sent_request_is_cut_off_while_others_are_served() {
     s.teardown().await;
 }
 
+/// A connection that sends nothing, and one left idle after a keep-alive
+/// answer, are closed after `http.header_read_timeout` too: neither holds
+/// one of the `http.max_connections` slots for longer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_idle_connections_are_closed() {
+    let s = order_with(|h| h.header_read_timeout = Duration::from_secs(1)).await;
+    let addr = s.addrs[&Role::Order];
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    assert!(
+        read_to_close(&mut silent, Duration::from_secs(5))
+            .await
+            .is_some(),
+        "a connection that sent nothing was still open after 5 s"
+    );
+    assert!(
+        read_to_close(&mut idle, Duration::from_secs(5))
+            .await
+            .is_some(),
+        "an idle keep-alive connection was still open after 5 s"
+    );
+    s.teardown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_limit_get_503_with_retry_after() {
     let mut s = order_with(|h| h.max_connections = 2).await;

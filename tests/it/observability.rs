@@ -184,12 +184,7 @@ fn touch_every_family(m: &dop::observability::Metrics) {
     m.outbox_relay_latency
         .get_or_create(&m.service_labels())
         .observe(0.1);
-    m.dlq_depth
-        .get_or_create(&QueueLabels {
-            service: s(),
-            queue: s(),
-        })
-        .set(1);
+    m.set_dlq_depth(&s(), 1);
     m.reserve_rejections
         .get_or_create(&ReasonLabels { reason: s() })
         .inc();
@@ -200,4 +195,191 @@ fn touch_every_family(m: &dop::observability::Metrics) {
         available: 1,
         waiting: 0,
     });
+}
+
+/// Every series the original system's Grafana dashboard ("Saga Overview")
+/// queries, as (metric, type, labels its queries use). Written from its
+/// panels: request rate by service and by route, error rate, latency
+/// quantiles, saga terminal counts and duration quantiles, DLQ depth.
+const ORIGINAL_DASHBOARD: &[(&str, &str, &[&str])] = &[
+    (
+        "http_requests_total",
+        "counter",
+        &["service", "path", "status"],
+    ),
+    (
+        "http_request_duration_seconds",
+        "histogram",
+        &["path", "le"],
+    ),
+    ("saga_total", "counter", &["status"]),
+    ("saga_duration_seconds", "histogram", &["le"]),
+    ("dlq_messages", "gauge", &["queue"]),
+];
+
+/// The original's dashboard shows data on every panel once a saga has run:
+/// each metric it queries is served, with its type and the labels its
+/// queries group and filter by.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_original_dashboard_has_data_on_every_panel_after_a_saga() {
+    let s = Stack::start(Opts::default()).await;
+    let pid = product_id();
+    s.add_product(pid, 10).await;
+    let body = format!(r#"{{"user_id":1,"product_id":{pid},"quantity":1,"total_amount":2.50}}"#);
+    let r = s
+        .http
+        .send(
+            Method::POST,
+            &s.url(Role::Order, "/orders"),
+            Some(body.into()),
+            &[("content-type", "application/json")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json().unwrap()["order_id"].to_string();
+    let id = id.trim_matches('"');
+    assert_eq!(
+        s.wait_terminal(id, Duration::from_secs(30)).await,
+        "CONFIRMED"
+    );
+    let mut scrape = String::new();
+    for role in Role::ALL {
+        let r = s.http.get(&s.url(role, "/metrics")).await.unwrap();
+        assert_eq!(r.status, 200);
+        scrape.push_str(&r.text());
+    }
+    for (name, kind, labels) in ORIGINAL_DASHBOARD {
+        assert!(
+            scrape.contains(&format!("# TYPE {name} {kind}\n")),
+            "{name} is not served as a {kind}:\n{scrape}"
+        );
+        let sample = if *kind == "histogram" {
+            format!("{name}_bucket{{")
+        } else {
+            format!("{name}{{")
+        };
+        let series: Vec<&str> = scrape
+            .lines()
+            .filter(|l| l.starts_with(&sample))
+            .filter(|l| !l.contains("path=\"/health\""))
+            .collect();
+        assert!(
+            !series.is_empty(),
+            "no sample of {name} (besides /health):\n{scrape}"
+        );
+        for label in *labels {
+            assert!(
+                series.iter().any(|l| l.contains(&format!("{label}=\""))),
+                "{name} has no {label} label: {series:?}"
+            );
+        }
+    }
+    // A saga ended: its terminal count and duration are non-zero.
+    assert!(
+        scrape.contains("saga_total{status=\"COMPLETED\"} 1"),
+        "{scrape}"
+    );
+    s.teardown().await;
+}
+
+/// The original's log lines: `service` on every line, `trace_id` and
+/// `saga_id` at the top level (not nested in spans), and one access line
+/// (`http_request`) per HTTP request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_carry_service_trace_and_saga_at_the_top_and_one_access_line_per_request() {
+    let buf = Buf::default();
+    dop::observability::logging::init_json_to(buf.clone());
+    let s = Stack::start(Opts::default()).await;
+    let pid = product_id();
+    s.add_product(pid, 10).await;
+    let body = format!(r#"{{"user_id":1,"product_id":{pid},"quantity":1,"total_amount":2.50}}"#);
+    let r = s
+        .http
+        .send(
+            Method::POST,
+            &s.url(Role::Order, "/orders"),
+            Some(body.into()),
+            &[
+                ("x-request-id", "access-post-1"),
+                ("content-type", "application/json"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json().unwrap()["order_id"].to_string();
+    let id = id.trim_matches('"').to_string();
+    assert_eq!(
+        s.wait_terminal(&id, Duration::from_secs(30)).await,
+        "CONFIRMED"
+    );
+    let r = s
+        .http
+        .send(
+            Method::GET,
+            &s.url(Role::Order, &format!("/orders/{id}")),
+            None,
+            &[("x-request-id", "access-get-1")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every log line is one JSON object"))
+        .collect();
+    assert!(!lines.is_empty());
+    for l in &lines {
+        assert!(
+            l["service"].as_str().is_some_and(|s| !s.is_empty()),
+            "a line without service: {l}"
+        );
+        assert_ne!(l["saga_id"], "", "a blank saga_id: {l}");
+        assert!(l.get("spans").is_none(), "span fields are nested: {l}");
+    }
+    let access = |trace: &str| -> Vec<&serde_json::Value> {
+        lines
+            .iter()
+            .filter(|l| l["message"] == "http_request" && l["trace_id"] == trace)
+            .collect()
+    };
+    let post = access("access-post-1");
+    assert_eq!(post.len(), 1, "one access line per request: {post:?}");
+    let post = post[0];
+    assert_eq!(post["service"], "order-service", "{post}");
+    assert_eq!(post["method"], "POST", "{post}");
+    assert_eq!(post["path"], "/orders", "{post}");
+    assert_eq!(post["status"], 201, "{post}");
+    assert!(post["duration"].as_f64().is_some(), "{post}");
+    assert!(post["latency_ms"].as_f64().is_some(), "{post}");
+    let get = access("access-get-1");
+    assert_eq!(get.len(), 1, "{get:?}");
+    assert_eq!(get[0]["path"], format!("/orders/{id}"), "{}", get[0]);
+    assert_eq!(get[0]["status"], 200, "{}", get[0]);
+    assert!(
+        get[0]["route"].as_str().is_some_and(|r| r.contains('{')),
+        "the route template: {}",
+        get[0]
+    );
+    // The saga's lines in every role carry the request's trace id, and
+    // its saga id, at the top level.
+    let traced: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["trace_id"] == "access-post-1")
+        .collect();
+    for service in ["order-service", "inventory-service", "payment-service"] {
+        assert!(
+            traced.iter().any(|l| l["service"] == service),
+            "no {service} line with trace_id at the top level:\n{text}"
+        );
+    }
+    assert!(
+        traced
+            .iter()
+            .any(|l| l["service"] == "payment-service" && l["saga_id"].as_str().is_some()),
+        "no payment line with saga_id at the top level:\n{text}"
+    );
+    s.teardown().await;
 }

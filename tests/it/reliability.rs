@@ -221,7 +221,8 @@ async fn an_operator_retries_a_failed_compensation() {
         .await
         .json()
         .unwrap();
-    assert_eq!(v["saga"]["current_step"], "RELEASING_INVENTORY");
+    assert_eq!(v["saga"]["current_step"], "DONE");
+    assert_eq!(v["saga"]["failed_step"], "RELEASING_INVENTORY");
     // Without the token: refused.
     let url = s.url(Role::Order, &format!("/admin/sagas/{saga}/retry"));
     let r = s.http.send(Method::POST, &url, None, &[]).await.unwrap();

@@ -92,7 +92,13 @@ async fn insufficient_stock_fails_without_release_or_payment() {
         .json()
         .unwrap();
     assert_eq!(saga["saga"]["status"], "FAILED");
-    assert_eq!(saga["saga"]["current_step"], "RESERVING_INVENTORY");
+    // As the original: a FAILED saga is at DONE; the step it failed at is kept.
+    assert_eq!(saga["saga"]["current_step"], "DONE");
+    assert_eq!(saga["saga"]["failed_step"], "RESERVING_INVENTORY");
+    assert!(saga["saga"]["last_event_id"].is_string(), "{saga}");
+    assert_eq!(saga["saga"]["retry_count"], 0);
+    assert_eq!(saga["saga"]["last_error"], saga["saga"]["failure_reason"]);
+    assert!(saga["saga"]["last_error"].is_string(), "{saga}");
     let events: Vec<&str> = saga["events"]
         .as_array()
         .unwrap()

@@ -164,6 +164,8 @@ fn pool_of(name: &str) -> dop::db::DbPool {
         pool_timeout: std::time::Duration::from_secs(5),
         ca_file: None,
         write_mode: Default::default(),
+        max_idle: None,
+        conn_max_lifetime: None,
     })
     .unwrap()
 }
@@ -369,6 +371,8 @@ fn pool_with(name: &str, write_mode: dop::config::WriteMode) -> dop::db::DbPool 
         pool_timeout: std::time::Duration::from_secs(5),
         ca_file: None,
         write_mode,
+        max_idle: None,
+        conn_max_lifetime: None,
     })
     .unwrap()
 }

@@ -95,6 +95,8 @@ async fn fresh(role: Role, url: &SecretUrl, pool_size: usize) -> anyhow::Result<
         pool_timeout: Duration::from_secs(30),
         ca_file: None,
         write_mode: Default::default(),
+        max_idle: None,
+        conn_max_lifetime: None,
     })
 }
 

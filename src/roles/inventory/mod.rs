@@ -7,6 +7,7 @@ pub mod decide;
 pub mod exec;
 pub mod routes;
 pub mod schema;
+pub mod seed;
 pub mod stock;
 
 use std::sync::Arc;

@@ -30,23 +30,41 @@ async fn create(
     State(s): State<AppState>,
     ApiJson(body): ApiJson<CreateInventory>,
 ) -> Result<(StatusCode, Json<Inventory>), ApiError> {
-    Ok((StatusCode::CREATED, Json(stock::create(&s, body).await?)))
+    let created = stock::create(&s, body)
+        .await
+        .map_err(|e| e.failed("CREATE_FAILED"))?;
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 async fn show(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Inventory>, ApiError> {
-    let id = id_param("product_id", &id)?;
-    Ok(Json(stock::get(&s, id).await?))
+    let id = product_id(&id)?;
+    Ok(Json(
+        stock::get(&s, id)
+            .await
+            .map_err(|e| e.failed("GET_FAILED"))?,
+    ))
 }
 
 async fn update(
     _: CanWrite,
     State(s): State<AppState>,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<SetInventory>,
+    body: Result<ApiJson<SetInventory>, ApiError>,
 ) -> Result<Json<Inventory>, ApiError> {
-    let id = id_param("product_id", &id)?;
-    Ok(Json(stock::set(&s, id, body).await?))
+    // The path before the body, as the original checks them.
+    let id = product_id(&id)?;
+    let ApiJson(body) = body?;
+    Ok(Json(
+        stock::set(&s, id, body)
+            .await
+            .map_err(|e| e.failed("UPDATE_FAILED"))?,
+    ))
+}
+
+/// The `{product_id}` of a path, or the original's INVALID_PRODUCT_ID.
+fn product_id(v: &str) -> Result<i64, ApiError> {
+    id_param("product_id", v).map_err(|e| e.with_code("INVALID_PRODUCT_ID"))
 }

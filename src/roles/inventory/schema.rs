@@ -2,6 +2,7 @@
 
 diesel::table! {
     inventories (product_id) {
+        id -> BigInt,
         product_id -> BigInt,
         available_qty -> Integer,
         reserved_qty -> Integer,

@@ -18,6 +18,9 @@ use crate::{
 #[diesel(table_name = inventories)]
 #[diesel(check_for_backend(diesel::mysql::Mysql))]
 pub struct Inventory {
+    /// The row's own id (the original's `id`); products are found by
+    /// `product_id`.
+    pub id: i64,
     pub product_id: i64,
     pub available_qty: i32,
     pub reserved_qty: i32,
@@ -38,6 +41,8 @@ fn utc<S: serde::Serializer>(t: &NaiveDateTime, s: S) -> Result<S::Ok, S::Error>
 #[derive(Debug, Deserialize)]
 pub struct CreateInventory {
     pub product_id: i64,
+    /// 0 when absent, as the original.
+    #[serde(default)]
     pub available_qty: i64,
 }
 

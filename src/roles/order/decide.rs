@@ -112,6 +112,13 @@ pub struct EventsDecision {
     pub outcomes: Vec<EventOutcome>,
 }
 
+/// What moved a saga: an event (its id becomes `last_event_id`) or a
+/// re-send of its pending command (`retry_count` goes up).
+enum Applied {
+    Event,
+    Resend,
+}
+
 /// The in-memory state of the sagas a batch touches, with the order in
 /// which they were first changed (so the writes are deterministic).
 struct State {
@@ -136,6 +143,7 @@ impl State {
     #[allow(clippy::too_many_arguments)]
     fn apply(
         &mut self,
+        kind: Applied,
         saga_id: &str,
         to: (SagaStatus, SagaStep),
         order_status: Option<&str>,
@@ -161,6 +169,20 @@ impl State {
             if let Some(r) = reason {
                 saga.failure_reason = Some(r);
             }
+        }
+        // A FAILED saga is at DONE, as in the original; the step it failed
+        // at is kept beside (a failed compensation is what an operator's
+        // retry takes up again). Leaving FAILED clears it.
+        if to.0 == SagaStatus::Failed {
+            if SagaStatus::parse(&saga.status) != Some(SagaStatus::Failed) {
+                saga.failed_step = Some(saga.current_step.clone());
+            }
+        } else {
+            saga.failed_step = None;
+        }
+        match &kind {
+            Applied::Event => saga.last_event_id = row.message_id.clone(),
+            Applied::Resend => saga.retry_count = saga.retry_count.saturating_add(1),
         }
         saga.status = to.0.as_str().into();
         saga.current_step = to.1.as_str().into();
@@ -241,6 +263,7 @@ pub fn decide_events(
             });
         }
         if let Some(row) = state.apply(
+            Applied::Event,
             &ev.saga_id,
             (t.status, t.step),
             Some(t.order.as_str()),
@@ -318,7 +341,8 @@ pub fn decide_resend(
     };
     let (to, cmd, event, action) = match (who, pending_command(status, step)) {
         (Resend::Operator, _)
-            if (status, step) == (SagaStatus::Failed, SagaStep::ReleasingInventory) =>
+            if status == SagaStatus::Failed
+                && saga.failed_step.as_deref() == Some(SagaStep::ReleasingInventory.as_str()) =>
         {
             (
                 (SagaStatus::Compensating, SagaStep::ReleasingInventory),
@@ -347,6 +371,7 @@ pub fn decide_resend(
     let mut writes = SagaWrites::default();
     // The order's status stays: a re-send is not a transition of the table.
     if let Some(row) = state.apply(
+        Applied::Resend,
         &saga_id,
         to,
         None,

@@ -14,20 +14,30 @@ fn at(sec: u32) -> NaiveDateTime {
         .unwrap()
 }
 
+/// A saga and its order in a state the table reaches; a FAILED saga is at
+/// DONE with `step` as the step it failed at.
 fn saga(n: u8, status: S, step: P) -> (SagaRow, OrderRow) {
-    let order_status = match status {
-        S::InProgress => "PENDING",
-        S::Completed => "CONFIRMED",
-        S::Compensated => "COMPENSATED",
-        S::Failed | S::Compensating => "FAILED",
+    let order_status = match (status, step) {
+        (S::InProgress, P::ProcessingPayment) => "INVENTORY_RESERVED",
+        (S::InProgress, _) => "PENDING",
+        (S::Completed, _) => "CONFIRMED",
+        (S::Compensated, _) => "COMPENSATED",
+        (S::Failed | S::Compensating, _) => "FAILED",
+    };
+    let (current, failed_step) = match status {
+        S::Failed => (P::Done, Some(step.as_str().to_string())),
+        _ => (step, None),
     };
     (
         SagaRow {
             saga_id: format!("s{n}"),
             order_id: i64::from(n),
             status: status.as_str().into(),
-            current_step: step.as_str().into(),
+            current_step: current.as_str().into(),
             failure_reason: None,
+            last_event_id: None,
+            retry_count: 0,
+            failed_step,
             created_at: at(0),
             updated_at: at(0),
         },
@@ -95,6 +105,9 @@ fn a_saga_runs_to_completion_within_one_batch() {
     assert_eq!(d.writes.sagas[0].updated_at, at(3));
     assert_eq!(d.writes.orders.len(), 1);
     assert_eq!(d.writes.orders[0].status, "CONFIRMED");
+    // The original's last_event_id: the id of the last event applied.
+    assert_eq!(d.writes.sagas[0].last_event_id.as_deref(), Some("b"));
+    assert_eq!(d.writes.sagas[0].retry_count, 0);
     // The timeline has both steps, in order, chained.
     let tl: Vec<_> = d
         .writes
@@ -274,10 +287,16 @@ fn an_unknown_saga_is_not_recorded() {
         [
             EventOutcome::UnknownSaga,
             EventOutcome::UnknownSaga,
-            moved(S::Failed, P::ReservingInventory)
+            moved(S::Failed, P::Done)
         ]
     );
     assert_eq!(d.writes.processed, ["k"]);
+    // FAILED is at DONE, as in the original; the failed step is kept.
+    assert_eq!(d.writes.sagas[0].current_step, "DONE");
+    assert_eq!(
+        d.writes.sagas[0].failed_step.as_deref(),
+        Some("RESERVING_INVENTORY")
+    );
     assert_eq!(
         d.writes.sagas[0].failure_reason.as_deref(),
         Some("because k")
@@ -354,6 +373,10 @@ fn recovery_resends_only_a_stuck_saga_in_flight() {
     );
     assert_eq!(tl.from_status.as_deref(), Some(tl.to_status.as_str()));
     assert_eq!(r.writes.sagas[0].updated_at, at(9));
+    // A re-send counts as a retry (the original's retry_count) and is not
+    // an event.
+    assert_eq!(r.writes.sagas[0].retry_count, 1);
+    assert_eq!(r.writes.sagas[0].last_event_id, None);
     assert!(r.writes.orders.is_empty() && r.writes.processed.is_empty());
     // Moved since the cutoff.
     assert_eq!(
@@ -391,6 +414,8 @@ fn an_operator_retries_a_failed_compensation_or_a_saga_in_flight() {
     let r = decide_resend(s, o, Resend::Operator, at(9), "m".into(), "t".into()).unwrap();
     assert_eq!(r.action, "release re-sent");
     assert_eq!(r.writes.sagas[0].status, "COMPENSATING");
+    assert_eq!(r.writes.sagas[0].current_step, "RELEASING_INVENTORY");
+    assert_eq!(r.writes.sagas[0].failed_step, None);
     assert_eq!(
         r.writes.sagas[0].failure_reason.as_deref(),
         Some("SIMULATED_FAILURE")
@@ -407,6 +432,7 @@ fn an_operator_retries_a_failed_compensation_or_a_saga_in_flight() {
     );
     assert!(matches!(r.writes.outbox[0].message, Message::Reserve(_)));
 
+    // A failed reserve holds nothing: nothing to retry.
     for (status, step) in [
         (S::Completed, P::Done),
         (S::Failed, P::ReservingInventory),
@@ -417,7 +443,7 @@ fn an_operator_retries_a_failed_compensation_or_a_saga_in_flight() {
             decide_resend(s, o, Resend::Operator, at(9), "m".into(), "t".into()),
             Err(NotResent::NotInFlight {
                 status: status.as_str().into(),
-                step: step.as_str().into()
+                step: "DONE".into()
             })
         );
     }

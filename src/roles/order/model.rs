@@ -34,6 +34,13 @@ pub struct SagaRow {
     pub status: String,
     pub current_step: String,
     pub failure_reason: Option<String>,
+    /// Message id of the last event that moved the saga.
+    pub last_event_id: Option<String>,
+    /// How many times its pending command was sent again (recovery or an
+    /// operator).
+    pub retry_count: i32,
+    /// The step a FAILED saga failed at (its current_step is DONE).
+    pub failed_step: Option<String>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }
@@ -116,7 +123,15 @@ pub struct SagaView {
     pub order_id: i64,
     pub status: String,
     pub current_step: String,
+    /// The original's fields: the message id of the last event that moved
+    /// the saga, how many times its command was sent again, and the reason
+    /// of its failure (the same text as `failure_reason`).
+    pub last_event_id: Option<String>,
+    pub retry_count: i32,
+    pub last_error: Option<String>,
     pub failure_reason: Option<String>,
+    /// The step a FAILED saga failed at (dop's addition).
+    pub failed_step: Option<String>,
     #[serde(serialize_with = "utc")]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "utc")]
@@ -131,7 +146,11 @@ impl From<&SagaRow> for SagaView {
             order_id: s.order_id,
             status: s.status.clone(),
             current_step: s.current_step.clone(),
+            last_event_id: s.last_event_id.clone(),
+            retry_count: s.retry_count,
+            last_error: s.failure_reason.clone(),
             failure_reason: s.failure_reason.clone(),
+            failed_step: s.failed_step.clone(),
             created_at: s.created_at,
             updated_at: s.updated_at,
             age_seconds: (chrono::Utc::now().naive_utc() - s.created_at).num_seconds(),

@@ -70,6 +70,9 @@ fn rows(new: &NewOrder, key: Option<String>, trace_id: &str, order_id: i64) -> R
         status: SagaStatus::InProgress.as_str().into(),
         current_step: SagaStep::ReservingInventory.as_str().into(),
         failure_reason: None,
+        last_event_id: None,
+        retry_count: 0,
+        failed_step: None,
         created_at: now,
         updated_at: now,
     };

@@ -41,7 +41,10 @@ async fn create_order(
     ApiJson(body): ApiJson<orders::CreateOrder>,
 ) -> Result<Response, ApiError> {
     let new = orders::NewOrder::try_from(body)?;
-    let placed = writer.place(new, key, trace.0).await?;
+    let placed = writer
+        .place(new, key, trace.0)
+        .await
+        .map_err(|e| e.failed("CREATE_FAILED"))?;
     let o = &placed.order;
     let body = Json(json!({ "order_id": o.id, "saga_id": o.saga_id, "status": o.status }));
     let mut resp = (StatusCode::CREATED, body).into_response();
@@ -58,8 +61,10 @@ async fn get_order(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<OrderView>, ApiError> {
-    let id = crate::http::id_param("order id", &id)?;
-    let o = orders::get(&s, id).await?;
+    let id = crate::http::id_param("order id", &id).map_err(|e| e.with_code("INVALID_ID"))?;
+    let o = orders::get(&s, id)
+        .await
+        .map_err(|e| e.failed("GET_FAILED"))?;
     Ok(Json(OrderView::from(&o)))
 }
 
@@ -84,13 +89,19 @@ async fn list_orders(
     State(s): State<AppState>,
     Query(q): Query<ListOrders>,
 ) -> Result<Json<Vec<OrderView>>, ApiError> {
-    let user_id = q
-        .user_id
-        .as_deref()
-        .ok_or_else(|| ApiError::invalid("user_id query parameter is required"))
-        .and_then(|v| crate::http::id_param("user_id", v))?;
+    let user_id = match q.user_id.as_deref() {
+        None | Some("") => {
+            return Err(ApiError::invalid("user_id query parameter is required")
+                .with_code("MISSING_USER_ID"))
+        }
+        Some(v) => {
+            crate::http::id_param("user_id", v).map_err(|e| e.with_code("INVALID_USER_ID"))?
+        }
+    };
     let limit = parse_limit(q.limit.as_deref())?;
-    let rows = orders::list_by_user(&s, user_id, limit).await?;
+    let rows = orders::list_by_user(&s, user_id, limit)
+        .await
+        .map_err(|e| e.failed("LIST_FAILED"))?;
     Ok(Json(rows.iter().map(OrderView::from).collect()))
 }
 
@@ -120,7 +131,11 @@ async fn list_sagas(
         .as_deref()
         .map(|b| uuid_param("before", b))
         .transpose()?;
-    Ok(Json(admin::list(&s, status, limit, before).await?))
+    Ok(Json(
+        admin::list(&s, status, limit, before)
+            .await
+            .map_err(|e| e.failed("LIST_FAILED"))?,
+    ))
 }
 
 async fn show_saga(
@@ -128,8 +143,12 @@ async fn show_saga(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<admin::SagaDetail>, ApiError> {
-    let id = uuid_param("saga id", &id)?;
-    Ok(Json(admin::show(&s, &id).await?))
+    let id = uuid_param("saga id", &id).map_err(|e| e.with_code("INVALID_SAGA_ID"))?;
+    Ok(Json(
+        admin::show(&s, &id)
+            .await
+            .map_err(|e| e.failed("GET_FAILED"))?,
+    ))
 }
 
 async fn retry_saga(
@@ -137,7 +156,7 @@ async fn retry_saga(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = uuid_param("saga id", &id)?;
+    let id = uuid_param("saga id", &id).map_err(|e| e.with_code("INVALID_SAGA_ID"))?;
     let r = admin::retry(&s, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(r)).into_response())
 }

@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use diesel::{
     dsl::sql,
     prelude::*,
-    sql_types::{Datetime, Nullable, Text},
+    sql_types::{Datetime, Integer, Nullable, Text},
 };
 use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
 
@@ -117,6 +117,9 @@ pub async fn write(
                     saga_states::status.eq(sql::<Text>("VALUES(status)")),
                     saga_states::current_step.eq(sql::<Text>("VALUES(current_step)")),
                     saga_states::failure_reason.eq(sql::<Nullable<Text>>("VALUES(failure_reason)")),
+                    saga_states::last_event_id.eq(sql::<Nullable<Text>>("VALUES(last_event_id)")),
+                    saga_states::retry_count.eq(sql::<Integer>("VALUES(retry_count)")),
+                    saga_states::failed_step.eq(sql::<Nullable<Text>>("VALUES(failed_step)")),
                     saga_states::updated_at.eq(sql::<Datetime>("VALUES(updated_at)")),
                 )),
         )?;

@@ -24,6 +24,9 @@ diesel::table! {
         status -> Varchar,
         current_step -> Varchar,
         failure_reason -> Nullable<Varchar>,
+        last_event_id -> Nullable<Varchar>,
+        retry_count -> Integer,
+        failed_step -> Nullable<Varchar>,
         created_at -> Datetime,
         updated_at -> Datetime,
     }

@@ -33,39 +33,59 @@ use crate::{
 #[diesel(table_name = payments)]
 #[diesel(check_for_backend(diesel::mysql::Mysql))]
 pub struct PaymentRow {
+    pub id: i64,
     pub order_id: i64,
-    pub saga_id: String,
+    pub saga_id: Option<String>,
     pub amount: Decimal,
     pub status: String,
     pub tx_id: Option<String>,
     pub reason: Option<String>,
     pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
 }
 
+/// A payment as GET and POST /payments show it: the original's fields
+/// (`id`, `order_id`, `amount`, `status`, `transaction_id`, `created_at`,
+/// `updated_at`) and dop's additions (`saga_id`, null for a payment POST
+/// /payments recorded; `reason` of a declined one; `tx_id`, the same value
+/// as `transaction_id`, kept for dop's earlier clients).
 #[derive(Serialize)]
 pub struct PaymentView {
+    pub id: i64,
     pub order_id: i64,
-    pub saga_id: String,
+    pub saga_id: Option<String>,
     pub amount: Money,
     pub status: String,
+    pub transaction_id: Option<String>,
     pub tx_id: Option<String>,
     pub reason: Option<String>,
-    pub created_at: String,
+    #[serde(serialize_with = "utc")]
+    pub created_at: NaiveDateTime,
+    #[serde(serialize_with = "utc")]
+    pub updated_at: NaiveDateTime,
+}
+
+/// DATETIMEs are UTC (diesel-async sets the session time zone).
+fn utc<S: serde::Serializer>(t: &NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(
+        &t.and_utc()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
 }
 
 impl From<PaymentRow> for PaymentView {
     fn from(p: PaymentRow) -> Self {
         Self {
+            id: p.id,
             order_id: p.order_id,
             saga_id: p.saga_id,
             amount: Money::from_db(p.amount),
             status: p.status,
+            transaction_id: p.tx_id.clone(),
             tx_id: p.tx_id,
             reason: p.reason,
-            created_at: p
-                .created_at
-                .and_utc()
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            created_at: p.created_at,
+            updated_at: p.updated_at,
         }
     }
 }
@@ -83,6 +103,58 @@ pub async fn get(ctx: &Ctx, order_id: i64) -> Result<PaymentView, ApiError> {
     .await?
     .map(PaymentView::from)
     .ok_or_else(|| ApiError::not_found(format!("no payment for order {order_id}")))
+}
+
+/// The body of POST /payments.
+#[derive(Debug, serde::Deserialize)]
+pub struct CreatePayment {
+    pub order_id: i64,
+    pub amount: Money,
+}
+
+/// POST /payments: records a PENDING payment for an order, with a new
+/// transaction id, as the original does. The payment is the order's one
+/// payment (`order_id` is unique): a second one is refused with 409, and a
+/// saga that charges the order later finds it and does not charge again
+/// (`decide::decide`).
+pub async fn create(ctx: &Ctx, body: CreatePayment) -> Result<PaymentView, ApiError> {
+    let order_id = body.order_id;
+    if !(1..=crate::domain::MAX_ID).contains(&order_id) {
+        return Err(ApiError::invalid(format!(
+            "order_id must be an integer between 1 and {}",
+            crate::domain::MAX_ID
+        )));
+    }
+    if body.amount.is_zero() {
+        return Err(ApiError::invalid("amount must be greater than 0"));
+    }
+    let tx_id = uuid::Uuid::new_v4().to_string();
+    let mut conn = ctx.pool.get().await?;
+    let r = conn
+        .transaction::<_, diesel::result::Error, _>(async |c| {
+            diesel::insert_into(payments::table)
+                .values((
+                    payments::order_id.eq(order_id),
+                    payments::amount.eq(body.amount.decimal()),
+                    payments::status.eq("PENDING"),
+                    payments::tx_id.eq(&tx_id),
+                ))
+                .execute(c)
+                .await?;
+            payments::table
+                .filter(payments::order_id.eq(order_id))
+                .select(PaymentRow::as_select())
+                .first(c)
+                .await
+        })
+        .await;
+    match r {
+        Ok(row) => Ok(row.into()),
+        Err(e) if crate::db::is_duplicate(&e) => Err(ApiError::conflict(format!(
+            "order {order_id} already has a payment; see GET /payments/{order_id}"
+        ))),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The Runner of payment batches (`batch_failures_total{batch="payment"}`).
@@ -121,7 +193,14 @@ pub async fn execute(
                         payments::reason,
                     )),
             )
-            .load::<(i64, String, Decimal, String, Option<String>, Option<String>)>(conn)
+            .load::<(
+                i64,
+                Option<String>,
+                Decimal,
+                String,
+                Option<String>,
+                Option<String>,
+            )>(conn)
             .await?
             .into_iter()
             .map(

@@ -47,7 +47,8 @@ pub struct PayCommand {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Recorded {
     pub order_id: i64,
-    pub saga_id: String,
+    /// None for a payment POST /payments recorded.
+    pub saga_id: Option<String>,
     pub amount: Decimal,
     pub status: String,
     pub tx_id: Option<String>,
@@ -103,14 +104,23 @@ pub fn check_amount(amount: Decimal) -> Result<Money, String> {
     Money::new(amount).map_err(|e| format!("amount {amount} {e}"))
 }
 
-fn result_of(r: &Recorded, order_id: i64) -> PaymentResult {
+/// The result a command gets for a recorded payment. A payment POST
+/// /payments recorded (PENDING, no saga) is the order's one payment too: the
+/// command does not charge again, it reports a payment that did not
+/// succeed, as the original does (docs/compatibility.md).
+fn result_of(r: &Recorded, c: &PayCommand) -> PaymentResult {
+    let success = r.status == "SUCCESS";
+    let reason = match &r.reason {
+        None if !success => Some(format!("payment recorded as {}", r.status)),
+        other => other.clone(),
+    };
     PaymentResult {
-        saga_id: r.saga_id.clone(),
-        order_id,
+        saga_id: r.saga_id.clone().unwrap_or_else(|| c.saga_id.clone()),
+        order_id: c.order_id,
         amount: Some(Money::from_db(r.amount)),
-        success: r.status == "SUCCESS",
+        success,
         tx_id: r.tx_id.clone(),
-        reason: r.reason.clone(),
+        reason,
     }
 }
 
@@ -122,7 +132,7 @@ pub fn decide(recorded: &[Recorded], cmds: &[PayCommand]) -> PayDecision {
     let mut d = PayDecision::default();
     for (i, c) in cmds.iter().enumerate() {
         let result = if let Some(r) = known.get(&c.order_id) {
-            PayOutcome::Repeated(result_of(r, c.order_id))
+            PayOutcome::Repeated(result_of(r, c))
         } else {
             let amount = match check_amount(c.amount) {
                 Ok(m) => m,
@@ -146,13 +156,13 @@ pub fn decide(recorded: &[Recorded], cmds: &[PayCommand]) -> PayDecision {
             };
             let rec = Recorded {
                 order_id: row.order_id,
-                saga_id: row.saga_id.clone(),
+                saga_id: Some(row.saga_id.clone()),
                 amount: row.amount,
                 status: status.to_string(),
                 tx_id: row.tx_id.clone(),
                 reason: row.reason.clone(),
             };
-            let result = result_of(&rec, c.order_id);
+            let result = result_of(&rec, c);
             known.insert(c.order_id, rec);
             d.payments.push(row);
             PayOutcome::Charged(result)
@@ -238,7 +248,7 @@ mod tests {
     fn a_repeat_of_a_recorded_payment_re_emits_it() {
         let rec = Recorded {
             order_id: 1,
-            saga_id: "s-1".into(),
+            saga_id: Some("s-1".into()),
             amount: "12.30".parse().unwrap(),
             status: "FAILED".into(),
             tx_id: None,
@@ -260,6 +270,28 @@ mod tests {
             (false, "12.30".to_string(), Some(DECLINED))
         );
         assert_eq!(d.outbox[0].message, Message::PaymentProcessed(r.clone()));
+    }
+
+    #[test]
+    fn a_posted_pending_payment_is_not_charged_again() {
+        // POST /payments recorded it: no saga, PENDING, a transaction id.
+        let rec = Recorded {
+            order_id: 1,
+            saga_id: None,
+            amount: "5.00".parse().unwrap(),
+            status: "PENDING".into(),
+            tx_id: Some("tx-posted".into()),
+            reason: None,
+        };
+        let d = decide(&[rec], &[cmd(3, 1, "5.00")]);
+        assert!(d.payments.is_empty(), "no second row for the order");
+        let PayOutcome::Repeated(r) = &d.outcomes[0] else {
+            panic!("{:?}", d.outcomes[0]);
+        };
+        assert!(!r.success);
+        assert_eq!(r.saga_id, "s-1", "the command's saga hears about it");
+        assert_eq!(r.tx_id.as_deref(), Some("tx-posted"));
+        assert_eq!(r.reason.as_deref(), Some("payment recorded as PENDING"));
     }
 
     #[test]

@@ -4,12 +4,13 @@ diesel::table! {
     payments (id) {
         id -> BigInt,
         order_id -> BigInt,
-        saga_id -> Varchar,
+        saga_id -> Nullable<Varchar>,
         amount -> Numeric,
         status -> Varchar,
         tx_id -> Nullable<Varchar>,
         reason -> Nullable<Varchar>,
         created_at -> Datetime,
+        updated_at -> Datetime,
     }
 }
 

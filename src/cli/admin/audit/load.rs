@@ -37,6 +37,8 @@ pub struct SagaRec {
     pub order_id: i64,
     pub status: String,
     pub current_step: String,
+    /// The step a FAILED saga failed at (its current_step is DONE).
+    pub failed_step: Option<String>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }
@@ -141,6 +143,7 @@ pub async fn load(cfg: &Config) -> anyhow::Result<Snapshot> {
                 saga_states::order_id,
                 saga_states::status,
                 saga_states::current_step,
+                saga_states::failed_step,
                 saga_states::created_at,
                 saga_states::updated_at,
             ))

@@ -54,7 +54,8 @@ impl Duplicates {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {
     pub orders: u64,
-    /// Orders by order status (PENDING, CONFIRMED, FAILED, COMPENSATED).
+    /// Orders by order status (PENDING, INVENTORY_RESERVED, CONFIRMED, FAILED,
+    /// COMPENSATED).
     pub orders_by_status: BTreeMap<String, u64>,
     pub sagas: u64,
     /// Sagas by saga status (IN_PROGRESS, COMPENSATING, COMPLETED, ...).

@@ -33,25 +33,33 @@ use SagaStep as P;
 /// operator's retry of a failed compensation) can reach, which a unit test
 /// checks, plus COMPENSATING with a PENDING order, which docs/contract.md section 9
 /// allows ("in flight and PENDING") though this implementation marks the
-/// order FAILED as soon as the payment fails.
-pub const ACCEPTED: [(SagaStatus, SagaStep, OrderStatus); 8] = [
+/// order FAILED as soon as the payment fails. A FAILED saga is at DONE; the
+/// step it failed at (`failed_step`) tells the rest of the checks what it
+/// holds.
+pub const ACCEPTED: [(SagaStatus, SagaStep, OrderStatus); 7] = [
     (S::InProgress, P::ReservingInventory, O::Pending),
-    (S::InProgress, P::ProcessingPayment, O::Pending),
+    (S::InProgress, P::ProcessingPayment, O::InventoryReserved),
     (S::Compensating, P::ReleasingInventory, O::Failed),
     (S::Compensating, P::ReleasingInventory, O::Pending),
     (S::Completed, P::Done, O::Confirmed),
     (S::Compensated, P::Done, O::Compensated),
-    (S::Failed, P::ReservingInventory, O::Failed),
-    (S::Failed, P::ReleasingInventory, O::Failed),
+    (S::Failed, P::Done, O::Failed),
 ];
 
 pub const PAYMENT_SUCCESS: &str = "SUCCESS";
 pub const PAYMENT_FAILED: &str = "FAILED";
+pub const PAYMENT_PENDING: &str = "PENDING";
 
 fn order_status(s: &str) -> Option<OrderStatus> {
-    [O::Pending, O::Confirmed, O::Failed, O::Compensated]
-        .into_iter()
-        .find(|o| o.as_str() == s)
+    [
+        O::Pending,
+        O::InventoryReserved,
+        O::Confirmed,
+        O::Failed,
+        O::Compensated,
+    ]
+    .into_iter()
+    .find(|o| o.as_str() == s)
 }
 
 /// Where a saga stands for the audit.
@@ -261,6 +269,17 @@ impl<'a> Checker<'a> {
             );
             return None;
         }
+        // Where a FAILED saga failed: at its reserve (it holds nothing) or
+        // at its compensation (it may hold its units). Unknown: treated as a
+        // failed compensation, the case that is looked at.
+        let step = match (
+            status,
+            saga.failed_step.as_deref().and_then(SagaStep::parse),
+        ) {
+            (S::Failed, Some(at)) => at,
+            (S::Failed, None) => P::ReleasingInventory,
+            _ => step,
+        };
         let phase = self.phase(saga, status);
         self.logs_of(o);
         self.payments_of(o, saga, status, step, phase);

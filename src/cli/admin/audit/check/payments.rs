@@ -2,7 +2,7 @@
 //! exactly when CONFIRMED, FAILED when compensated, none when the reserve
 //! failed.
 
-use super::{Checker, Phase, P, PAYMENT_FAILED, PAYMENT_SUCCESS, S};
+use super::{Checker, Phase, P, PAYMENT_FAILED, PAYMENT_PENDING, PAYMENT_SUCCESS, S};
 use crate::{
     cli::admin::audit::load::{OrderRec, PaymentRec, SagaRec},
     saga::{SagaStatus, SagaStep},
@@ -46,7 +46,7 @@ impl Checker<'_> {
                     ),
                 );
             }
-            if p.status != PAYMENT_SUCCESS && p.status != PAYMENT_FAILED {
+            if ![PAYMENT_SUCCESS, PAYMENT_FAILED, PAYMENT_PENDING].contains(&p.status.as_str()) {
                 self.violation(
                     3,
                     "payment_status",
@@ -59,7 +59,11 @@ impl Checker<'_> {
             return;
         }
         let success = pays.iter().any(|p| p.status == PAYMENT_SUCCESS);
-        let failed = pays.iter().any(|p| p.status == PAYMENT_FAILED);
+        // A PENDING payment (recorded by POST /payments) did not succeed:
+        // the saga that met it failed its payment, as for a FAILED one.
+        let failed = pays
+            .iter()
+            .any(|p| p.status == PAYMENT_FAILED || p.status == PAYMENT_PENDING);
         let ids = [o.id.to_string(), saga.saga_id.clone()];
         match (status, step) {
             (S::Completed, _) if !success => {

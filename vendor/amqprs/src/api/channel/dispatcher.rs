@@ -212,6 +212,7 @@ impl ChannelDispatcher {
                 deliver: None,
                 basic_properties: None,
                 content: None,
+                body_size: 0,
                 remaining: 0,
             };
             // buffer for `return + content` messages due to publish failure.
@@ -366,6 +367,7 @@ impl ChannelDispatcher {
                             Frame::ContentHeader(header) => {
                                 match self.state {
                                     State::Deliver => {
+                                        message_buffer.body_size = header.common.body_size;
                                         message_buffer.remaining = header.common.body_size.try_into().unwrap();
                                         // do not wait for content body frame if content body size is zero
                                         if message_buffer.remaining == 0 {
@@ -373,12 +375,16 @@ impl ChannelDispatcher {
                                                 deliver: message_buffer.deliver.take(),
                                                 basic_properties: Some(header.basic_properties),
                                                 content: Some(Vec::new()),
+                                                body_size: 0,
                                                 remaining: 0,
                                             };
                                             self.forward_deliver(consumer_message).await;
                                         } else {
                                             message_buffer.basic_properties = Some(header.basic_properties);
-                                            message_buffer.content = Some(Vec::new());
+                                            // patched for dop: a body over the channel's limit is
+                                            // not assembled (content stays None, frames are dropped)
+                                            let limit = self.channel.shared.max_body_size.load(std::sync::atomic::Ordering::Relaxed);
+                                            message_buffer.content = if message_buffer.remaining <= limit { Some(Vec::new()) } else { None };
                                         }
                                     },
                                     State::GetOk => {
@@ -410,9 +416,10 @@ impl ChannelDispatcher {
                             Frame::ContentBody(body) => {
                                 match self.state {
                                     State::Deliver => {
-                                        let mut content_buffer = message_buffer.content.take().unwrap();
-                                        content_buffer.extend_from_slice(&body.inner);
-                                        message_buffer.content.replace(content_buffer);
+                                        // patched for dop: None while dropping an oversized body
+                                        if let Some(content_buffer) = message_buffer.content.as_mut() {
+                                            content_buffer.extend_from_slice(&body.inner);
+                                        }
                                         // calculate remaining size of content body
                                         message_buffer.remaining = message_buffer.remaining.checked_sub(body.inner.len()).expect("should never overflow");
 
@@ -421,6 +428,7 @@ impl ChannelDispatcher {
                                                 deliver: message_buffer.deliver.take(),
                                                 basic_properties: message_buffer.basic_properties.take(),
                                                 content: message_buffer.content.take(),
+                                                body_size: message_buffer.body_size,
                                                 remaining: message_buffer.remaining,
                                             };
                                             self.forward_deliver(consumer_message).await;

@@ -22,7 +22,7 @@
 use std::{
     fmt,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc,
     },
 };
@@ -45,11 +45,16 @@ use tracing::{error, info, trace};
 ///
 /// Although all the fields are `Option<T>` type, the library guarantee
 /// when user gets a message from receiver half of a consumer,
-/// all the fields have value of `Some<T>`.
+/// `deliver` and `basic_properties` have value of `Some<T>`. `content` is
+/// `None` when the body (`body_size` bytes, as the content header declared
+/// it) was larger than the channel's [`Channel::set_max_body_size`] limit:
+/// such a body is read off the socket frame by frame and dropped, never
+/// assembled (patched for dop, see PATCHED.md).
 pub struct ConsumerMessage {
     pub deliver: Option<Deliver>,
     pub basic_properties: Option<BasicProperties>,
     pub content: Option<Vec<u8>>,
+    pub body_size: u64,
     remaining: usize,
 }
 
@@ -152,6 +157,8 @@ pub(crate) struct SharedChannelInner {
     conn_mgmt_tx: mpsc::Sender<ConnManagementCommand>,
     /// tx half to send management command to `ChannelDispatcher` task
     dispatcher_mgmt_tx: mpsc::UnboundedSender<DispatcherManagementCommand>,
+    /// largest delivered body the dispatcher assembles (patched for dop)
+    max_body_size: AtomicUsize,
 }
 
 impl SharedChannelInner {
@@ -193,6 +200,17 @@ impl SharedChannelInner {
 
 /////////////////////////////////////////////////////////////////////////////
 impl Channel {
+    /// Bounds the body of a delivery this channel assembles (patched for
+    /// dop). A delivery whose content header declares more than `limit`
+    /// bytes is still delivered, in order, but with `content: None`: its
+    /// body frames are read and dropped as they arrive, so a large message
+    /// costs one frame of memory, not its size. Takes effect from the next
+    /// content header; the default is no limit. Meant for consumers made
+    /// with `basic_consume_rx`, which see the `None`.
+    pub fn set_max_body_size(&self, limit: usize) {
+        self.shared.max_body_size.store(limit, Ordering::Relaxed);
+    }
+
     /// Returns a new `Channel` instance.
     ///
     /// This does not open the channel. It is used internally by [`Connection::open_channel`].
@@ -407,6 +425,7 @@ impl SharedChannelInner {
             outgoing_tx,
             conn_mgmt_tx,
             dispatcher_mgmt_tx,
+            max_body_size: AtomicUsize::new(usize::MAX),
         }
     }
 }
