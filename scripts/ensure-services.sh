@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure what the tests need is here and running: MariaDB and RabbitMQ
 # (with its management API, which the tests use to make a vhost per test) on
-# localhost, the mysql client, curl, python3 and cargo-nextest. Installs
+# localhost, the mysql client, curl, python3, jq (scripts/check-original-clients.sh) and cargo-nextest. Installs
 # what is missing (apt-get as root on Debian/Ubuntu; `cargo install --locked
 # cargo-nextest`), starts what is stopped, and otherwise stops saying
 # exactly what to run.
@@ -33,6 +33,7 @@ packages=()
 { have rabbitmq-server && have rabbitmq-plugins; } || packages+=(rabbitmq-server)
 have curl || packages+=(curl)
 have python3 || packages+=(python3)
+have jq || packages+=(jq)
 
 if ((${#packages[@]})); then
   if [[ "$uid" == 0 ]] && have apt-get; then

@@ -51,6 +51,9 @@ scripts/stack.sh start all
 trap 'scripts/stack.sh stop all >/dev/null 2>&1 || true' EXIT
 scripts/stack.sh wait-ready all
 scripts/check-observability.sh
+
+step "the original system's clients: their requests, id parsing and JSON fields (docs/compatibility.md)"
+scripts/check-original-clients.sh
 scripts/stack.sh stop all
 trap - EXIT
 

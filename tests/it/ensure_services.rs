@@ -2,7 +2,7 @@
 //! uninstalling anything: `--dry-run` with a PATH that holds only the
 //! tools a case allows (stubs that fail if ever run), so each case sees a
 //! machine missing some of MariaDB, RabbitMQ, the mysql client, curl,
-//! python3, cargo and cargo-nextest.
+//! python3, jq, cargo and cargo-nextest.
 
 use std::{os::unix::fs::PermissionsExt, path::PathBuf, process::Command};
 
@@ -59,7 +59,7 @@ impl Drop for Machine {
     }
 }
 
-const ALL_PACKAGES: &str = "mariadb-server mariadb-client rabbitmq-server curl python3";
+const ALL_PACKAGES: &str = "mariadb-server mariadb-client rabbitmq-server curl python3 jq";
 
 #[test]
 fn as_root_with_apt_it_installs_every_missing_package_and_nextest() {
@@ -99,6 +99,7 @@ fn only_what_is_missing_is_installed() {
         "mysqladmin",
         "curl",
         "python3",
+        "jq",
         "cargo",
         "cargo-nextest",
     ]);
@@ -120,6 +121,7 @@ fn without_cargo_it_stops_and_says_how_to_get_nextest() {
         "rabbitmq-plugins",
         "curl",
         "python3",
+        "jq",
     ]);
     let (code, out) = m.dry_run(0, true);
     assert_eq!(code, 1, "{out}");
@@ -140,6 +142,7 @@ fn a_complete_machine_needs_nothing_installed() {
         "rabbitmq-plugins",
         "curl",
         "python3",
+        "jq",
         "cargo",
         "cargo-nextest",
     ]);
