@@ -420,7 +420,9 @@ impl Default for Config {
             },
             retry: RetryConfig {
                 max_attempts: 5,
-                delay: Duration::from_secs(1),
+                // The original's TTL (x-message-ttl 5000 on every Q.retry):
+                // a queue declared again with another TTL is refused.
+                delay: Duration::from_secs(5),
             },
             recovery: RecoveryConfig {
                 interval: Duration::from_secs(30),
@@ -790,6 +792,9 @@ mod tests {
         assert_eq!(cfg.payment.failure_rate, 0.0);
         assert_eq!(cfg.inventory.reserve_max_retries, 50);
         assert_eq!(cfg.recovery.interval, Duration::from_secs(30));
+        // The original's retry queues hold a message 5000 ms; the same TTL
+        // lets a dop role and an original service declare the same queues.
+        assert_eq!(cfg.retry.delay, Duration::from_millis(5000));
     }
 
     #[test]

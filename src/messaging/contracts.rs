@@ -9,7 +9,7 @@ use crate::domain::Money;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InventoryCommand {
     pub saga_id: String,
-    pub order_id: String,
+    pub order_id: i64,
     pub product_id: i64,
     pub quantity: i32,
 }
@@ -17,14 +17,14 @@ pub struct InventoryCommand {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PaymentCommand {
     pub saga_id: String,
-    pub order_id: String,
+    pub order_id: i64,
     pub amount: Money,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InventoryResult {
     pub saga_id: String,
-    pub order_id: String,
+    pub order_id: i64,
     pub product_id: i64,
     pub quantity: i32,
     pub success: bool,
@@ -35,10 +35,20 @@ pub struct InventoryResult {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PaymentResult {
     pub saga_id: String,
-    pub order_id: String,
-    pub amount: Money,
-    pub success: bool,
+    pub order_id: i64,
+    /// dop's addition: the amount charged. The original sends none, so it
+    /// is optional on the way in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Money>,
+    pub success: bool,
+    /// The original's `transaction_id` (dop before 0.2 wrote `tx_id`; still
+    /// read).
+    #[serde(
+        default,
+        rename = "transaction_id",
+        alias = "tx_id",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub tx_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -95,21 +105,39 @@ impl Message {
         }
     }
 
-    fn ids_mut(&mut self) -> (&mut String, &mut String) {
+    fn saga_id_mut(&mut self) -> &mut String {
         match self {
-            Message::Reserve(c) | Message::Release(c) => (&mut c.saga_id, &mut c.order_id),
-            Message::ProcessPayment(c) => (&mut c.saga_id, &mut c.order_id),
-            Message::Reserved(r) | Message::Released(r) => (&mut r.saga_id, &mut r.order_id),
-            Message::PaymentProcessed(r) => (&mut r.saga_id, &mut r.order_id),
+            Message::Reserve(c) | Message::Release(c) => &mut c.saga_id,
+            Message::ProcessPayment(c) => &mut c.saga_id,
+            Message::Reserved(r) | Message::Released(r) => &mut r.saga_id,
+            Message::PaymentProcessed(r) => &mut r.saga_id,
         }
     }
 
-    pub fn order_id(&self) -> &str {
+    /// The original writes `"reason": ""` and `"transaction_id": ""` for
+    /// "none" (Go's zero value): read them as absent.
+    fn empty_strings_to_none(&mut self) {
+        fn clear(v: &mut Option<String>) {
+            if v.as_deref() == Some("") {
+                *v = None;
+            }
+        }
         match self {
-            Message::Reserve(c) | Message::Release(c) => &c.order_id,
-            Message::ProcessPayment(c) => &c.order_id,
-            Message::Reserved(r) | Message::Released(r) => &r.order_id,
-            Message::PaymentProcessed(r) => &r.order_id,
+            Message::Reserved(r) | Message::Released(r) => clear(&mut r.reason),
+            Message::PaymentProcessed(r) => {
+                clear(&mut r.reason);
+                clear(&mut r.tx_id);
+            }
+            _ => {}
+        }
+    }
+
+    pub fn order_id(&self) -> i64 {
+        match self {
+            Message::Reserve(c) | Message::Release(c) => c.order_id,
+            Message::ProcessPayment(c) => c.order_id,
+            Message::Reserved(r) | Message::Released(r) => r.order_id,
+            Message::PaymentProcessed(r) => r.order_id,
         }
     }
 
@@ -138,9 +166,15 @@ impl Message {
             RK_PAID => Message::PaymentProcessed(de(body)?),
             other => return Err(ContractError::UnknownRoutingKey(other.to_string())),
         };
-        let (saga_id, order_id) = msg.ids_mut();
-        uuid_field("saga_id", saga_id)?;
-        uuid_field("order_id", order_id)?;
+        uuid_field("saga_id", msg.saga_id_mut())?;
+        msg.empty_strings_to_none();
+        let order_id = msg.order_id();
+        if !(1..=crate::domain::MAX_ID).contains(&order_id) {
+            return Err(ContractError::Invalid(format!(
+                "order_id {order_id} is not between 1 and {}",
+                crate::domain::MAX_ID
+            )));
+        }
         match &msg {
             Message::Reserve(c) | Message::Release(c) if c.quantity < 1 || c.product_id < 1 => {
                 return Err(ContractError::Invalid(
@@ -161,21 +195,21 @@ mod tests {
     use super::*;
 
     const SAGA: &str = "0190a0c4-7c1e-7000-8000-000000000001";
-    const ORDER: &str = "0190a0c4-7c1e-7000-8000-000000000002";
+    const ORDER: i64 = 2;
 
     #[test]
     fn round_trips_every_message() {
         let msgs = [
             Message::Reserve(InventoryCommand {
                 saga_id: SAGA.into(),
-                order_id: ORDER.into(),
+                order_id: ORDER,
                 product_id: 1001,
                 quantity: 2,
             }),
             Message::PaymentProcessed(PaymentResult {
                 saga_id: SAGA.into(),
-                order_id: ORDER.into(),
-                amount: "199.98".parse().unwrap(),
+                order_id: ORDER,
+                amount: Some("199.98".parse().unwrap()),
                 success: true,
                 tx_id: Some("t".into()),
                 reason: None,
@@ -187,7 +221,7 @@ mod tests {
         }
         let pay = Message::ProcessPayment(PaymentCommand {
             saga_id: SAGA.into(),
-            order_id: ORDER.into(),
+            order_id: ORDER,
             amount: "199.98".parse().unwrap(),
         });
         assert!(
@@ -202,9 +236,8 @@ mod tests {
         // The id columns compare bytes, so an id in another accepted form
         // (upper case, no hyphens, braces) must still find its saga.
         let body = format!(
-            r#"{{"saga_id":"{}","order_id":"{{{}}}","product_id":1,"quantity":1,"success":true}}"#,
+            r#"{{"saga_id":"{}","order_id":{ORDER},"product_id":1,"quantity":1,"success":true}}"#,
             SAGA.to_uppercase().replace('-', ""),
-            ORDER
         );
         let msg = Message::parse("inventory.reserved", body.as_bytes()).unwrap();
         assert_eq!(msg.saga_id(), SAGA);
@@ -225,23 +258,59 @@ mod tests {
             Message::parse("bogus", b"{}"),
             Err(ContractError::UnknownRoutingKey(_))
         ));
-        let bad_id =
-            format!(r#"{{"saga_id":"x","order_id":"{ORDER}","product_id":1,"quantity":1}}"#);
+        let bad_id = format!(r#"{{"saga_id":"x","order_id":{ORDER},"product_id":1,"quantity":1}}"#);
         assert!(matches!(
             Message::parse("inventory.reserve", bad_id.as_bytes()),
             Err(ContractError::Invalid(_))
         ));
         // Not a UUID, though ASCII-lookalike digits in another script.
-        let foreign = r#"{"saga_id":"٠١٩٠a0c4-7c1e-7000-8000-000000000001","order_id":"x","product_id":1,"quantity":1}"#;
+        let foreign = r#"{"saga_id":"٠١٩٠a0c4-7c1e-7000-8000-000000000001","order_id":1,"product_id":1,"quantity":1}"#;
         assert!(matches!(
             Message::parse("inventory.reserve", foreign.as_bytes()),
             Err(ContractError::Invalid(_))
         ));
         let zero =
-            format!(r#"{{"saga_id":"{SAGA}","order_id":"{ORDER}","product_id":1,"quantity":0}}"#);
+            format!(r#"{{"saga_id":"{SAGA}","order_id":{ORDER},"product_id":1,"quantity":0}}"#);
         assert!(matches!(
             Message::parse("inventory.reserve", zero.as_bytes()),
             Err(ContractError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn order_ids_are_javascript_safe_integers() {
+        let body = |id: &str| {
+            format!(r#"{{"saga_id":"{SAGA}","order_id":{id},"product_id":1,"quantity":1}}"#)
+        };
+        let ok = Message::parse("inventory.reserve", body("9007199254740991").as_bytes()).unwrap();
+        assert_eq!(ok.order_id(), 9_007_199_254_740_991);
+        // A string (the old UUID form, or digits in quotes) is not an id.
+        for id in [
+            "\"0190a0c4-7c1e-7000-8000-000000000002\"",
+            "\"5\"",
+            "5.5",
+            "null",
+        ] {
+            assert!(
+                matches!(
+                    Message::parse("inventory.reserve", body(id).as_bytes()),
+                    Err(ContractError::Malformed(_))
+                ),
+                "{id}"
+            );
+        }
+        for id in ["0", "-1", "9007199254740992", "9223372036854775807"] {
+            assert!(
+                matches!(
+                    Message::parse("inventory.reserve", body(id).as_bytes()),
+                    Err(ContractError::Invalid(_))
+                ),
+                "{id}"
+            );
+        }
+        // Beyond i64: not a number serde can hold.
+        assert!(
+            Message::parse("inventory.reserve", body("99999999999999999999").as_bytes()).is_err()
+        );
     }
 }

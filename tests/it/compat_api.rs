@@ -31,7 +31,7 @@ async fn payment_json_has_the_original_fields() {
     assert_eq!(r.status, 200, "{}", r.text());
     let p = r.json().unwrap();
     assert!(p["id"].as_u64().is_some_and(|n| n > 0), "{p}");
-    assert_eq!(p["order_id"], json!(order), "{p}");
+    assert_eq!(p["order_id"], json!(order.parse::<i64>().unwrap()), "{p}");
     assert_eq!(p["amount"], json!(12.34), "{p}");
     assert_eq!(p["status"], "SUCCESS", "{p}");
     assert!(
@@ -52,7 +52,7 @@ async fn post_payments_records_a_pending_payment_once_per_order() {
         ..Opts::default()
     })
     .await;
-    let order = uuid::Uuid::new_v4().to_string();
+    let order = crate::harness::next_order_id();
     let r = s
         .post(
             Role::Payment,
@@ -95,9 +95,9 @@ async fn post_payments_records_a_pending_payment_once_per_order() {
     for bad in [
         json!({"amount": 1}),
         json!({"order_id": order}),
-        json!({"order_id": uuid::Uuid::new_v4().to_string(), "amount": 0}),
-        json!({"order_id": uuid::Uuid::new_v4().to_string(), "amount": -1}),
-        json!({"order_id": uuid::Uuid::new_v4().to_string(), "amount": 1.005}),
+        json!({"order_id": crate::harness::next_order_id(), "amount": 0}),
+        json!({"order_id": crate::harness::next_order_id(), "amount": -1}),
+        json!({"order_id": crate::harness::next_order_id(), "amount": 1.005}),
         json!({"order_id": "x", "amount": 1}),
     ] {
         let r = s.post(Role::Payment, "/payments", bad.clone()).await;
@@ -111,8 +111,8 @@ async fn post_payments_records_a_pending_payment_once_per_order() {
             Method::POST,
             &s.url(Role::Payment, "/payments"),
             Some(Bytes::from(format!(
-                r#"{{"order_id":"{}","amount":1}}"#,
-                uuid::Uuid::new_v4()
+                r#"{{"order_id":{},"amount":1}}"#,
+                crate::harness::next_order_id()
             ))),
             &[("content-type", "application/json")],
         )
@@ -138,7 +138,7 @@ async fn a_posted_payment_is_the_orders_one_payment() {
         .post(
             Role::Payment,
             "/payments",
-            json!({"order_id": order, "amount": 10}),
+            json!({"order_id": order.parse::<i64>().unwrap(), "amount": 10}),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.text());

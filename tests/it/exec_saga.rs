@@ -78,7 +78,7 @@ async fn fresh_db() -> ScratchDb {
     let (mut sagas, mut orders_) = (Vec::new(), Vec::new());
     for s in 0..SAGAS {
         orders_.push(OrderRow {
-            id: uuid(3, s),
+            id: s as i64 + 1,
             saga_id: uuid(2, s),
             user_id: 42,
             product_id: 1001,
@@ -92,7 +92,7 @@ async fn fresh_db() -> ScratchDb {
         });
         sagas.push(SagaRow {
             saga_id: uuid(2, s),
-            order_id: uuid(3, s),
+            order_id: s as i64 + 1,
             status: SagaStatus::InProgress.as_str().into(),
             current_step: SagaStep::ReservingInventory.as_str().into(),
             failure_reason: None,
@@ -130,8 +130,8 @@ type Timeline = (
 
 #[derive(Debug, PartialEq)]
 struct Rows {
-    sagas: Vec<(String, String, String, Option<String>)>,
-    orders: Vec<(String, String)>,
+    sagas: Vec<(i64, String, String, Option<String>)>,
+    orders: Vec<(i64, String)>,
     /// By saga, in the order written.
     timeline: Vec<Timeline>,
     processed: Vec<String>,
@@ -224,7 +224,7 @@ async fn run(
         }
         from = i + 1;
         let now = rows(&db).await;
-        let order_status: HashMap<&String, &String> =
+        let order_status: HashMap<&i64, &String> =
             now.orders.iter().map(|(id, st)| (id, st)).collect();
         for (order_id, status, step, _) in &now.sagas {
             prop_assert_eq!(

@@ -1365,9 +1365,9 @@ fn probe(op_params: &[Param], template: &str, method: &str, role: Role, addr: So
     }
     // Fill what no parameter list names (a method the path does not have).
     for (name, v) in [
-        ("{id}", uuid::Uuid::new_v4().to_string()),
+        ("{id}", "9007199254740991".to_string()),
         ("{saga_id}", uuid::Uuid::new_v4().to_string()),
-        ("{order_id}", uuid::Uuid::new_v4().to_string()),
+        ("{order_id}", "9007199254740991".to_string()),
         ("{product_id}", "1".to_string()),
     ] {
         path = path.replace(name, &v);

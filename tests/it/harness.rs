@@ -379,7 +379,10 @@ impl Stack {
         .unwrap();
         let r = self.post(Role::Order, "/orders", body).await;
         assert_eq!(r.status, 201, "{}", r.text());
-        r.json().unwrap()["order_id"].as_str().unwrap().to_string()
+        r.json().unwrap()["order_id"]
+            .as_i64()
+            .expect("order_id is an integer")
+            .to_string()
     }
 
     pub async fn order_status(&self, id: &str) -> String {
@@ -622,4 +625,12 @@ pub fn prop_runner(default: u32) -> proptest::test_runner::TestRunner {
         failure_persistence: None,
         ..proptest::test_runner::Config::default()
     })
+}
+
+/// A fresh order id for tests that write rows without the order role's
+/// allocator: distinct within the test process, and JavaScript-safe.
+pub fn next_order_id() -> i64 {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static NEXT: AtomicI64 = AtomicI64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }

@@ -102,13 +102,13 @@ fn pid(i: usize) -> i64 {
 
 /// The commands of a case, in arrival order.
 fn commands(c: &Case) -> Vec<Command> {
-    let ids: Vec<(String, String)> = c
+    let ids: Vec<(String, i64)> = c
         .orders
         .iter()
         .map(|_| {
             (
                 uuid::Uuid::new_v4().to_string(),
-                uuid::Uuid::new_v4().to_string(),
+                crate::harness::next_order_id(),
             )
         })
         .collect();
@@ -132,7 +132,7 @@ fn commands(c: &Case) -> Vec<Command> {
                     action,
                     cmd: InventoryCommand {
                         saga_id: ids[o].0.clone(),
-                        order_id: ids[o].1.clone(),
+                        order_id: ids[o].1,
                         product_id: pid(product.index(c.stock.len())),
                         quantity,
                     },
@@ -247,16 +247,7 @@ impl Db {
     }
 }
 
-type LogRow = (
-    String,
-    String,
-    String,
-    i64,
-    i32,
-    bool,
-    Option<String>,
-    String,
-);
+type LogRow = (i64, String, String, i64, i32, bool, Option<String>, String);
 
 /// The invariants of the module doc.
 async fn invariants(db: &mut Db, start: &[i64]) -> Result<(), String> {
@@ -267,7 +258,7 @@ async fn invariants(db: &mut Db, start: &[i64]) -> Result<(), String> {
     for (order, action, _, product, qty, success, _, _) in &logs {
         match (action.as_str(), success) {
             ("RESERVE", true) => {
-                if !reserved_orders.insert(order.clone()) {
+                if !reserved_orders.insert(*order) {
                     return Err(format!("order {order} reserved twice"));
                 }
                 *moved.entry(*product).or_default() += i64::from(*qty);

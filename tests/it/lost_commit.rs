@@ -54,14 +54,14 @@ async fn post(s: &Stack, user: i64, key: Option<&str>) -> Response {
 
 /// Order id -> saga id of every order in the database, after checking that
 /// each has exactly one saga and one creation timeline row.
-async fn orders_in_db(s: &Stack) -> HashMap<String, String> {
+async fn orders_in_db(s: &Stack) -> HashMap<i64, String> {
     let mut c = s.db(Role::Order).await;
-    let rows: Vec<(String, String)> = orders::table
+    let rows: Vec<(i64, String)> = orders::table
         .select((orders::id, orders::saga_id))
         .load(&mut c)
         .await
         .unwrap();
-    let sagas: Vec<(String, String)> = saga_states::table
+    let sagas: Vec<(i64, String)> = saga_states::table
         .select((saga_states::order_id, saga_states::saga_id))
         .load(&mut c)
         .await
@@ -72,19 +72,19 @@ async fn orders_in_db(s: &Stack) -> HashMap<String, String> {
         .get_result(&mut c)
         .await
         .unwrap();
-    let by_order: HashMap<String, String> = rows.into_iter().collect();
-    let saga_of: HashMap<String, String> = sagas.iter().cloned().collect();
+    let by_order: HashMap<i64, String> = rows.into_iter().collect();
+    let saga_of: HashMap<i64, String> = sagas.iter().cloned().collect();
     assert_eq!(sagas.len(), saga_of.len(), "two sagas for one order");
     assert_eq!(saga_of, by_order, "orders and sagas differ");
     assert_eq!(created as usize, by_order.len(), "order.created rows");
     by_order
 }
 
-fn created(r: &Response) -> (String, String, bool) {
+fn created(r: &Response) -> (i64, String, bool) {
     assert_eq!(r.status, 201, "{}", r.text());
     let b = r.json().unwrap();
     (
-        b["order_id"].as_str().unwrap().to_string(),
+        b["order_id"].as_i64().unwrap(),
         b["saga_id"].as_str().unwrap().to_string(),
         r.headers.get("idempotent-replayed").is_some(),
     )
@@ -99,7 +99,7 @@ async fn a_lost_commit_reply_places_the_order_once() {
     let (id, saga, replayed) = created(&post(&s, 7, None).await);
     assert_eq!(proxy.replies_lost(), 1, "the commit reply was not lost");
     assert!(!replayed);
-    assert_eq!(orders_in_db(&s).await, HashMap::from([(id.clone(), saga)]));
+    assert_eq!(orders_in_db(&s).await, HashMap::from([(id, saga)]));
 
     // The same with an Idempotency-Key: created (not replayed), once; the
     // key then replays it.
@@ -108,7 +108,7 @@ async fn a_lost_commit_reply_places_the_order_once() {
     assert_eq!(proxy.replies_lost(), 2, "the commit reply was not lost");
     assert!(!replayed);
     let (again, _, replayed) = created(&post(&s, 7, Some("lost-1")).await);
-    assert_eq!((again.as_str(), replayed), (keyed.as_str(), true));
+    assert_eq!((again, replayed), (keyed, true));
     let db = orders_in_db(&s).await;
     assert_eq!(db.len(), 2, "{db:?}");
     assert_eq!(db[&keyed], keyed_saga);
@@ -177,7 +177,7 @@ async fn lost_commit_replies_under_concurrent_orders_place_each_once() {
             Some(saga),
             "answered {id} is not in the database"
         );
-        ids.insert(id.clone());
+        ids.insert(*id);
     }
     assert_eq!(ids.len(), 22);
     s.teardown().await;

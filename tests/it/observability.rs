@@ -53,7 +53,10 @@ async fn one_request_id_is_followed_across_all_three_roles() {
         .await
         .unwrap();
     assert_eq!(r.status, 201);
-    let id = r.json().unwrap()["order_id"].as_str().unwrap().to_string();
+    let id = r.json().unwrap()["order_id"]
+        .as_i64()
+        .expect("order_id is an integer")
+        .to_string();
     assert_eq!(
         s.wait_terminal(&id, Duration::from_secs(30)).await,
         "CONFIRMED"
@@ -71,7 +74,7 @@ async fn one_request_id_is_followed_across_all_three_roles() {
         );
     }
     // Lines of the saga carry its ids too.
-    assert!(lines.iter().any(|l| l["order_id"] == id.as_str()), "{text}");
+    assert!(lines.iter().any(|l| l["order_id"] == id), "{text}");
     s.teardown().await;
 }
 

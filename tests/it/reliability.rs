@@ -39,7 +39,7 @@ async fn poison_in_every_queue_is_dead_lettered_and_the_next_message_flows() {
             "saga.events",
             "inventory.reserved",
             "order.events",
-            br#"{"saga_id":"0190a0c4-7c1e-7000-8000-000000000001","order_id":"0190a0c4-7c1e-7000-8000-000000000002","product_id":1,"quantity":1,"success":true}"#,
+            br#"{"saga_id":"0190a0c4-7c1e-7000-8000-000000000001","order_id":2,"product_id":1,"quantity":1,"success":true}"#,
         ),
     ];
     for (ex, rk, _, body) in poison {
@@ -139,9 +139,12 @@ async fn graceful_restarts_under_load_lose_nothing() {
                     r#"{{"user_id":{w},"product_id":{pid},"quantity":1,"total_amount":1.10}}"#
                 ));
                 match http.send(Method::POST, &url, Some(body), &[]).await {
-                    Ok(r) if r.status == 201 => {
-                        accepted.push(r.json().unwrap()["order_id"].as_str().unwrap().to_string())
-                    }
+                    Ok(r) if r.status == 201 => accepted.push(
+                        r.json().unwrap()["order_id"]
+                            .as_i64()
+                            .expect("order_id is an integer")
+                            .to_string(),
+                    ),
                     // Refused while the order role restarts: not accepted.
                     _ => tokio::time::sleep(Duration::from_millis(20)).await,
                 }

@@ -113,7 +113,7 @@ async fn insufficient_stock_fails_without_release_or_payment() {
     assert!(saga["saga"]["failure_reason"]
         .as_str()
         .unwrap()
-        .contains("insufficient stock"));
+        .contains("INSUFFICIENT_STOCK"));
     assert_clean(&s).await;
     s.teardown().await;
 }
@@ -178,7 +178,10 @@ async fn fifty_concurrent_orders_on_ten_units_never_oversell() {
                 .await
                 .unwrap();
             assert_eq!(r.status, 201, "{}", r.text());
-            r.json().unwrap()["order_id"].as_str().unwrap().to_string()
+            r.json().unwrap()["order_id"]
+                .as_i64()
+                .expect("order_id is an integer")
+                .to_string()
         });
     }
     let mut ids = Vec::new();
@@ -219,7 +222,7 @@ async fn count(s: &Stack, role: Role, sql: &str) -> i64 {
         .n
 }
 
-fn command(order_id: &str, pid: i64, qty: i64) -> Vec<u8> {
+fn command(order_id: i64, pid: i64, qty: i64) -> Vec<u8> {
     let saga = uuid::Uuid::new_v4();
     json!({"saga_id": saga.to_string(), "order_id": order_id, "product_id": pid, "quantity": qty})
         .to_string()
@@ -236,8 +239,8 @@ async fn the_same_reserve_delivered_twice_reserves_once() {
     let pid = product_id();
     s.add_product(pid, 10).await;
     let p = s.publisher().await;
-    let order = uuid::Uuid::new_v4().to_string();
-    let body = command(&order, pid, 3);
+    let order = crate::harness::next_order_id();
+    let body = command(order, pid, 3);
     // Same message twice, then the same command under a new message id.
     let mid = uuid::Uuid::new_v4().to_string();
     p.publish("saga.commands", "inventory.reserve", &mid, &body)
@@ -287,8 +290,8 @@ async fn a_release_before_its_reserve_leaves_stock_untouched() {
     let pid = product_id();
     s.add_product(pid, 10).await;
     let p = s.publisher().await;
-    let order = uuid::Uuid::new_v4().to_string();
-    let body = command(&order, pid, 4);
+    let order = crate::harness::next_order_id();
+    let body = command(order, pid, 4);
     p.publish(
         "saga.commands",
         "inventory.release",
@@ -296,7 +299,9 @@ async fn a_release_before_its_reserve_leaves_stock_untouched() {
         &body,
     )
     .await;
-    let q = format!("SELECT COUNT(*) AS n FROM inventory_logs WHERE order_id = '{order}' AND action = 'RELEASE'");
+    let q = format!(
+        "SELECT COUNT(*) AS n FROM inventory_logs WHERE order_id = {order} AND action = 'RELEASE'"
+    );
     eventually("the early release to be logged", T, || async {
         (count(&s, Role::Inventory, &q).await == 1).then_some(())
     })
@@ -308,7 +313,7 @@ async fn a_release_before_its_reserve_leaves_stock_untouched() {
         &body,
     )
     .await;
-    let q = format!("SELECT COUNT(*) AS n FROM inventory_logs WHERE order_id = '{order}' AND action = 'RESERVE' AND success = FALSE");
+    let q = format!("SELECT COUNT(*) AS n FROM inventory_logs WHERE order_id = {order} AND action = 'RESERVE' AND success = FALSE");
     eventually("the late reserve to be rejected", T, || async {
         (count(&s, Role::Inventory, &q).await == 1).then_some(())
     })

@@ -48,7 +48,7 @@ async fn foreign_trace_ids_are_replaced_and_never_fail_a_batch() {
     // All sent before any is handled, so they share batches.
     let mut confirms = Vec::new();
     for (trace, kept) in &cases {
-        let order = uuid::Uuid::new_v4().to_string();
+        let order = crate::harness::next_order_id();
         let body = json!({"saga_id": uuid::Uuid::new_v4().to_string(), "order_id": order, "product_id": pid, "quantity": 1});
         let out = Outgoing {
             exchange: topology::COMMANDS.into(),
@@ -70,7 +70,7 @@ async fn foreign_trace_ids_are_replaced_and_never_fail_a_batch() {
         let mut seen = seen.lock().unwrap();
         for m in got {
             let payload: Value = serde_json::from_str(m["payload"].as_str().unwrap_or("")).unwrap();
-            let order = payload["order_id"].as_str().unwrap_or("").to_string();
+            let order = payload["order_id"].as_i64().unwrap_or(0);
             let trace = m["properties"]["headers"]["trace_id"]
                 .as_str()
                 .unwrap_or("")

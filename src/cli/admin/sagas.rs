@@ -83,7 +83,7 @@ fn parse_status(s: &str) -> Result<String, String> {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct SagaView {
     pub saga_id: String,
-    pub order_id: String,
+    pub order_id: i64,
     pub status: String,
     pub current_step: String,
     pub failure_reason: Option<String>,
@@ -103,7 +103,7 @@ pub struct SagaList {
 /// The order of a saga, as `GET /admin/sagas/:id` shows it.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct OrderView {
-    pub order_id: String,
+    pub order_id: i64,
     pub product_id: i64,
     pub quantity: i64,
     pub total_amount: serde_json::Number,
@@ -309,7 +309,7 @@ pub fn render_list(l: &SagaList) -> String {
         .map(|s| {
             let mut r = vec![
                 s.saga_id.clone(),
-                s.order_id.clone(),
+                s.order_id.to_string(),
                 s.status.clone(),
                 s.current_step.clone(),
                 human_age(s.age_seconds),
@@ -452,8 +452,8 @@ mod tests {
     fn a_list_renders_as_a_table() {
         let l: SagaList = serde_json::from_value(serde_json::json!({
             "count": 1,
-            "sagas": [{"saga_id": "s1", "order_id": "o1", "status": "FAILED",
-                "current_step": "RESERVING_INVENTORY", "failure_reason": "insufficient stock",
+            "sagas": [{"saga_id": "s1", "order_id": 1, "status": "FAILED",
+                "current_step": "RESERVING_INVENTORY", "failure_reason": "INSUFFICIENT_STOCK",
                 "created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z",
                 "age_seconds": 125}],
             "next_before": "s1"
@@ -463,7 +463,7 @@ mod tests {
         assert_eq!(
             t,
             "SAGA  ORDER  STATUS  STEP                 AGE    REASON\n\
-             s1    o1     FAILED  RESERVING_INVENTORY  2m05s  insufficient stock\n\
+             s1    1      FAILED  RESERVING_INVENTORY  2m05s  INSUFFICIENT_STOCK\n\
              1 saga, newest first; next page: --before s1\n"
         );
     }

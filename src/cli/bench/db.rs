@@ -171,7 +171,12 @@ async fn measure(urls: &[(Role, SecretUrl); 3], o: &DbOpts) -> anyhow::Result<Db
         .await
         .context("Failed to seed the scratch inventory")?;
     }
+    let ids = crate::roles::order::ids::IdAllocator::new(
+        orders.clone(),
+        Arc::new(crate::observability::Metrics::new("bench")),
+    );
     let pools = Arc::new(Pools {
+        ids,
         orders,
         inventory,
         payments,

@@ -25,6 +25,7 @@ use crate::{
         },
         order::{
             decide::{EventOutcome, SagaEvent},
+            ids::IdAllocator,
             orders::NewOrder,
             place::{Outcome, Planned},
             sagas, writer,
@@ -43,6 +44,8 @@ pub struct Pools {
     pub inventory: DbPool,
     pub payments: DbPool,
     pub metrics: Metrics,
+    /// Order ids, from blocks as the order role takes them.
+    pub ids: IdAllocator,
 }
 
 impl Pools {
@@ -86,6 +89,7 @@ pub async fn one_saga(
         },
         None,
         &trace,
+        p.ids.next().await?,
     );
     let placed = writer::execute(&p.runner("orders", &p.orders), std::slice::from_ref(&plan)).await;
     anyhow::ensure!(
@@ -93,14 +97,14 @@ pub async fn one_saga(
         "order not created"
     );
     lat.push(t.elapsed());
-    let (order_id, saga_id) = (plan.rows.row.id.clone(), plan.rows.row.saga_id.clone());
+    let (order_id, saga_id) = (plan.rows.row.id, plan.rows.row.saga_id.clone());
 
     let t = Instant::now();
     let reserve = Command {
         action: Action::Reserve,
         cmd: InventoryCommand {
             saga_id: saga_id.clone(),
-            order_id: order_id.clone(),
+            order_id,
             product_id: product,
             quantity: 1,
         },

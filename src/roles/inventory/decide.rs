@@ -74,7 +74,7 @@ pub struct OrderLog {
 /// A log row to insert.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewLog {
-    pub order_id: String,
+    pub order_id: i64,
     pub saga_id: String,
     pub product_id: i64,
     pub action: &'static str,
@@ -88,7 +88,7 @@ pub struct NewLog {
 /// success with this quantity and message id, and no reason.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReleaseRetried {
-    pub order_id: String,
+    pub order_id: i64,
     pub quantity: i32,
     pub message_id: String,
 }
@@ -114,6 +114,9 @@ pub struct Decided {
     /// refused reserve.
     pub rejection: Option<&'static str>,
     pub note: Note,
+    /// For the log line: what the reason code in the message stands for
+    /// (`0 available, 3 requested`), when there is more to say.
+    pub detail: Option<String>,
 }
 
 /// Everything a batch writes, and one outcome per command in order.
@@ -140,9 +143,9 @@ struct Order {
     release: Option<(Recorded, Row)>,
 }
 
-struct Fold<'a> {
+struct Fold {
     stock: HashMap<i64, Stock>,
-    orders: HashMap<&'a str, Order>,
+    orders: HashMap<i64, Order>,
     out: Decision,
 }
 
@@ -150,7 +153,7 @@ struct Fold<'a> {
 /// batch that exists) and `logs` (every order of the batch that has rows).
 pub fn decide(
     stock: &HashMap<i64, Stock>,
-    logs: &HashMap<String, OrderLog>,
+    logs: &HashMap<i64, OrderLog>,
     cmds: &[Command],
 ) -> Decision {
     let mut f = Fold {
@@ -159,9 +162,9 @@ pub fn decide(
         out: Decision::default(),
     };
     for c in cmds {
-        let id = c.cmd.order_id.as_str();
+        let id = c.cmd.order_id;
         f.orders.entry(id).or_insert_with(|| {
-            let l = logs.get(id).cloned().unwrap_or_default();
+            let l = logs.get(&id).cloned().unwrap_or_default();
             Order {
                 reserve: l.reserve.map(|r| (r, Row::Stored)),
                 release: l.release.map(|r| (r, Row::Stored)),
@@ -179,7 +182,7 @@ pub fn decide(
 fn result(cmd: &InventoryCommand, success: bool, reason: Option<String>) -> InventoryResult {
     InventoryResult {
         saga_id: cmd.saga_id.clone(),
-        order_id: cmd.order_id.clone(),
+        order_id: cmd.order_id,
         product_id: cmd.product_id,
         quantity: cmd.quantity,
         success,
@@ -191,15 +194,15 @@ fn valid(q: i64) -> bool {
     (1..=MAX_QTY).contains(&q)
 }
 
-impl<'a> Fold<'a> {
-    fn order(&mut self, c: &'a Command) -> &mut Order {
-        self.orders.entry(c.cmd.order_id.as_str()).or_default()
+impl Fold {
+    fn order(&mut self, c: &Command) -> &mut Order {
+        self.orders.entry(c.cmd.order_id).or_default()
     }
 
     /// Appends the log row of `c` and returns where it is.
     fn insert(&mut self, c: &Command, action: &'static str, quantity: i32, r: &Recorded) -> Row {
         self.out.inserts.push(NewLog {
-            order_id: c.cmd.order_id.clone(),
+            order_id: c.cmd.order_id,
             saga_id: c.cmd.saga_id.clone(),
             product_id: c.cmd.product_id,
             action,
@@ -295,7 +298,7 @@ impl<'a> Fold<'a> {
         Ok(())
     }
 
-    fn reserve(&mut self, c: &'a Command) -> Decided {
+    fn reserve(&mut self, c: &Command) -> Decided {
         let cmd = &c.cmd;
         let order = self.order(c);
         if let Some((prev, _)) = &order.reserve {
@@ -303,6 +306,7 @@ impl<'a> Fold<'a> {
                 message: Message::Reserved(result(cmd, prev.success, prev.reason.clone())),
                 rejection: None,
                 note: Note::Repeated,
+                detail: None,
             };
         }
         let taken = if order.release.is_some() {
@@ -313,9 +317,15 @@ impl<'a> Fold<'a> {
         } else {
             self.take(cmd)
         };
-        let (rec, rejection) = match taken {
-            Ok(()) => (ok(None), None),
-            Err((reason, label)) => (failed(reason), Some(label)),
+        // The message and the log row carry the original's code
+        // (INSUFFICIENT_STOCK, ...): the label in upper case.
+        let (rec, rejection, detail) = match taken {
+            Ok(()) => (ok(None), None, None),
+            Err((detail, label)) => (
+                failed(label.to_ascii_uppercase()),
+                Some(label),
+                Some(detail),
+            ),
         };
         let row = self.insert(c, RESERVE, cmd.quantity, &rec);
         let message = Message::Reserved(result(cmd, rec.success, rec.reason.clone()));
@@ -324,10 +334,11 @@ impl<'a> Fold<'a> {
             message,
             rejection,
             note: Note::Decided,
+            detail,
         }
     }
 
-    fn release(&mut self, c: &'a Command) -> Decided {
+    fn release(&mut self, c: &Command) -> Decided {
         let cmd = &c.cmd;
         let order = self.order(c);
         let reserved = order.reserve.as_ref().is_some_and(|(r, _)| r.success);
@@ -336,6 +347,7 @@ impl<'a> Fold<'a> {
             message: Message::Released(result(cmd, prev.success, prev.reason.clone())),
             rejection: None,
             note: Note::Repeated,
+            detail: None,
         };
         let (rec, note) = match prev {
             // Released already (or released nothing): the same answer.
@@ -357,7 +369,7 @@ impl<'a> Fold<'a> {
                         r.message_id = c.message_id.clone();
                     }
                     Row::Stored => self.out.updates.push(ReleaseRetried {
-                        order_id: cmd.order_id.clone(),
+                        order_id: cmd.order_id,
                         quantity: cmd.quantity,
                         message_id: c.message_id.clone(),
                     }),
@@ -387,6 +399,7 @@ impl<'a> Fold<'a> {
             message: Message::Released(result(cmd, rec.success, rec.reason)),
             rejection: None,
             note,
+            detail: None,
         }
     }
 }
@@ -411,8 +424,8 @@ mod tests {
 
     const P: i64 = 7;
 
-    fn order(n: u32) -> String {
-        format!("0190a0c4-7c1e-7000-8000-{n:012}")
+    fn order(n: u32) -> i64 {
+        i64::from(n)
     }
 
     fn cmd(action: Action, n: u32, product_id: i64, quantity: i32) -> Command {
@@ -447,7 +460,7 @@ mod tests {
         )])
     }
 
-    fn none() -> HashMap<String, OrderLog> {
+    fn none() -> HashMap<i64, OrderLog> {
         HashMap::new()
     }
 
@@ -481,10 +494,7 @@ mod tests {
         assert_eq!(after(&d), None);
         for (ok, reason) in answers(&d) {
             assert!(!ok);
-            assert_eq!(
-                reason,
-                Some("insufficient stock: 10 available, 536870912 requested")
-            );
+            assert_eq!(reason, Some("INSUFFICIENT_STOCK"));
         }
         assert_eq!(d.inserts.len(), 16);
         assert!(labels(&d).iter().all(|l| *l == Some("insufficient_stock")));
@@ -497,12 +507,9 @@ mod tests {
             [
                 (true, None),
                 (true, None),
-                (
-                    false,
-                    Some("insufficient stock: 100000000 available, 600000000 requested")
-                ),
+                (false, Some("INSUFFICIENT_STOCK")),
                 (true, None),
-                (false, Some("insufficient stock: 0 available, 1 requested")),
+                (false, Some("INSUFFICIENT_STOCK")),
             ]
         );
         assert_eq!(after(&d), Some((0, 1_000_000_000, 3)));
@@ -519,17 +526,8 @@ mod tests {
         ];
         let d = decide(&stock(MAX_STOCK, 0), &none(), &cmds);
         let a = answers(&d);
-        assert_eq!(
-            a[0],
-            (false, Some("quantity 0 is not between 1 and 1000000000"))
-        );
-        assert_eq!(
-            a[3],
-            (
-                false,
-                Some("quantity 2147483647 is not between 1 and 1000000000")
-            )
-        );
+        assert_eq!(a[0], (false, Some("INVALID_QUANTITY")));
+        assert_eq!(a[3], (false, Some("INVALID_QUANTITY")));
         assert_eq!(a[4], (true, None));
         assert_eq!(
             labels(&d)[..4],
@@ -556,13 +554,7 @@ mod tests {
     fn reserved_stock_never_passes_int() {
         // i32::MAX reserved already: one more unit does not fit the column.
         let d = decide(&stock(MAX_QTY, MAX_STOCK), &none(), &[reserve(1, 1)]);
-        assert_eq!(
-            answers(&d),
-            [(
-                false,
-                Some("reserved stock would exceed 2147483647: 2147483647 reserved, 1 requested")
-            )]
-        );
+        assert_eq!(answers(&d), [(false, Some("RESERVED_OVERFLOW"))]);
         assert_eq!(labels(&d), [Some("reserved_overflow")]);
         assert_eq!(after(&d), None);
         // Many orders up to the limit exactly, then one past it.
@@ -572,10 +564,7 @@ mod tests {
         let d = decide(&stock(MAX_STOCK, 0), &none(), &cmds);
         let a = answers(&d);
         assert!(a[..3].iter().all(|(ok, _)| *ok), "{a:?}");
-        assert_eq!(
-            a[3],
-            (false, Some("insufficient stock: 0 available, 1 requested"))
-        );
+        assert_eq!(a[3], (false, Some("INSUFFICIENT_STOCK")));
         assert_eq!(after(&d), Some((0, MAX_STOCK, 3)));
         // A release that would take available past INT fails too.
         let d = decide(&stock(MAX_STOCK, 0), &none(), &[reserve(1, 10)]);
@@ -601,7 +590,7 @@ mod tests {
     #[test]
     fn unknown_product_is_refused() {
         let d = decide(&HashMap::new(), &none(), &[reserve(1, 1)]);
-        assert_eq!(answers(&d), [(false, Some("product 7 not found"))]);
+        assert_eq!(answers(&d), [(false, Some("PRODUCT_NOT_FOUND"))]);
         assert_eq!(labels(&d), [Some("product_not_found")]);
         assert_eq!(d.inserts[0].action, RESERVE);
         assert!(!d.inserts[0].success);
@@ -626,17 +615,12 @@ mod tests {
         let logs = HashMap::from([(
             order(1),
             OrderLog {
-                reserve: Some(failed(
-                    "insufficient stock: 0 available, 3 requested".into(),
-                )),
+                reserve: Some(failed("INSUFFICIENT_STOCK".into())),
                 release: None,
             },
         )]);
         let d = decide(&stock(10, 0), &logs, &[r]);
-        assert_eq!(
-            answers(&d),
-            [(false, Some("insufficient stock: 0 available, 3 requested"))]
-        );
+        assert_eq!(answers(&d), [(false, Some("INSUFFICIENT_STOCK"))]);
         assert_eq!(labels(&d), [None]);
         assert!(d.inserts.is_empty() && d.stock.is_empty());
     }
@@ -648,7 +632,7 @@ mod tests {
             answers(&d),
             [
                 (true, Some("nothing was reserved for this order")),
-                (false, Some("order already released; late reserve rejected")),
+                (false, Some("ALREADY_RELEASED")),
             ]
         );
         assert_eq!(labels(&d), [None, Some("already_released")]);
@@ -673,7 +657,7 @@ mod tests {
         assert_eq!(
             answers(&d),
             [
-                (false, Some("order already released; late reserve rejected")),
+                (false, Some("ALREADY_RELEASED")),
                 (true, Some("nothing was reserved for this order")),
             ]
         );
@@ -784,7 +768,7 @@ mod tests {
         assert_eq!(
             answers(&d),
             [
-                (false, Some("insufficient stock: 1 available, 5 requested")),
+                (false, Some("INSUFFICIENT_STOCK")),
                 (true, Some("nothing was reserved for this order")),
             ]
         );

@@ -49,7 +49,7 @@ pub struct Handled {
 #[derive(Insertable)]
 #[diesel(table_name = inventory_logs)]
 struct LogInsert<'a> {
-    order_id: &'a str,
+    order_id: i64,
     saga_id: &'a str,
     product_id: i64,
     action: &'a str,
@@ -104,13 +104,13 @@ async fn attempt(conn: &mut Conn, cmds: &[Command]) -> Result<Vec<Handled>, Atte
                 (p, s)
             })
             .collect();
-        let orders: Vec<&str> = cmds
+        let orders: Vec<i64> = cmds
             .iter()
-            .map(|c| c.cmd.order_id.as_str())
+            .map(|c| c.cmd.order_id)
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let logged: Vec<(String, String, bool, Option<String>)> = Cached(
+        let logged: Vec<(i64, String, bool, Option<String>)> = Cached(
             inventory_logs::table
                 .filter(inventory_logs::order_id.eq_any(pad(&orders)))
                 .select((
@@ -122,7 +122,7 @@ async fn attempt(conn: &mut Conn, cmds: &[Command]) -> Result<Vec<Handled>, Atte
         )
         .load(conn)
         .await?;
-        let mut logs: HashMap<String, OrderLog> = HashMap::new();
+        let mut logs: HashMap<i64, OrderLog> = HashMap::new();
         for (order, action, success, reason) in logged {
             let rec = Some(Recorded { success, reason });
             let l = logs.entry(order).or_default();
@@ -154,7 +154,7 @@ async fn attempt(conn: &mut Conn, cmds: &[Command]) -> Result<Vec<Handled>, Atte
                 .inserts
                 .iter()
                 .map(|l| LogInsert {
-                    order_id: &l.order_id,
+                    order_id: l.order_id,
                     saga_id: &l.saga_id,
                     product_id: l.product_id,
                     action: l.action,
@@ -170,7 +170,7 @@ async fn attempt(conn: &mut Conn, cmds: &[Command]) -> Result<Vec<Handled>, Atte
             script.push(
                 &diesel::update(
                     inventory_logs::table
-                        .filter(inventory_logs::order_id.eq(&u.order_id))
+                        .filter(inventory_logs::order_id.eq(u.order_id))
                         .filter(inventory_logs::action.eq(RELEASE)),
                 )
                 .set((
@@ -187,7 +187,10 @@ async fn attempt(conn: &mut Conn, cmds: &[Command]) -> Result<Vec<Handled>, Atte
             .zip(cmds)
             .map(|(o, c)| Handled {
                 reason: match &o.message {
-                    Message::Reserved(r) | Message::Released(r) => r.reason.clone(),
+                    Message::Reserved(r) | Message::Released(r) => match (&r.reason, &o.detail) {
+                        (Some(code), Some(detail)) => Some(format!("{code}: {detail}")),
+                        (code, _) => code.clone(),
+                    },
                     _ => None,
                 },
                 message: OutboxMessage::new(&o.message, &c.trace_id),

@@ -15,7 +15,7 @@ diesel::table! {
 diesel::table! {
     inventory_logs (id) {
         id -> BigInt,
-        order_id -> Varchar,
+        order_id -> BigInt,
         saga_id -> Varchar,
         product_id -> BigInt,
         action -> Varchar,

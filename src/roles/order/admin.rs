@@ -68,7 +68,7 @@ pub async fn show(ctx: &Ctx, saga_id: &str) -> Result<SagaDetail, ApiError> {
                 .optional()?;
             let Some(saga) = saga else { return Ok(None) };
             let order: Option<OrderRow> = orders::table
-                .find(&saga.order_id)
+                .find(saga.order_id)
                 .select(OrderRow::as_select())
                 .first(conn)
                 .await

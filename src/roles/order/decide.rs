@@ -34,7 +34,7 @@ const REASON_MAX: usize = 255;
 pub fn command_message(cmd: Command, order: &OrderRow) -> Message {
     let inv = || InventoryCommand {
         saga_id: order.saga_id.clone(),
-        order_id: order.id.clone(),
+        order_id: order.id,
         product_id: order.product_id,
         quantity: order.quantity,
     };
@@ -43,7 +43,7 @@ pub fn command_message(cmd: Command, order: &OrderRow) -> Message {
         Command::Release => Message::Release(inv()),
         Command::ProcessPayment => Message::ProcessPayment(PaymentCommand {
             saga_id: order.saga_id.clone(),
-            order_id: order.id.clone(),
+            order_id: order.id,
             amount: Money::from_db(order.total_amount),
         }),
     }
@@ -124,7 +124,7 @@ enum Applied {
 struct State {
     rows: HashMap<String, (SagaRow, OrderRow)>,
     touched: Vec<String>,
-    orders_changed: HashSet<String>,
+    orders_changed: HashSet<i64>,
 }
 
 impl State {
@@ -190,7 +190,7 @@ impl State {
         if let Some(st) = order_status.filter(|st| order.status != *st) {
             order.status = st.into();
             order.updated_at = now;
-            self.orders_changed.insert(order.id.clone());
+            self.orders_changed.insert(order.id);
         }
         if !self.touched.iter().any(|t| t == saga_id) {
             self.touched.push(saga_id.to_string());

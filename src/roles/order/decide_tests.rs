@@ -31,7 +31,7 @@ fn saga(n: u8, status: S, step: P) -> (SagaRow, OrderRow) {
     (
         SagaRow {
             saga_id: format!("s{n}"),
-            order_id: format!("o{n}"),
+            order_id: i64::from(n),
             status: status.as_str().into(),
             current_step: current.as_str().into(),
             failure_reason: None,
@@ -42,7 +42,7 @@ fn saga(n: u8, status: S, step: P) -> (SagaRow, OrderRow) {
             updated_at: at(0),
         },
         OrderRow {
-            id: format!("o{n}"),
+            id: i64::from(n),
             saga_id: format!("s{n}"),
             user_id: 42,
             product_id: 1001,
@@ -143,10 +143,7 @@ fn a_saga_runs_to_completion_within_one_batch() {
     let Message::ProcessPayment(p) = &e.message else {
         panic!("{:?}", e.message);
     };
-    assert_eq!(
-        (p.order_id.as_str(), p.amount.to_string()),
-        ("o1", "199.98".into())
-    );
+    assert_eq!((p.order_id, p.amount.to_string()), (1, "199.98".into()));
     assert_eq!(
         d.ended,
         [Ended {
@@ -412,7 +409,7 @@ fn recovery_resends_only_a_stuck_saga_in_flight() {
 #[test]
 fn an_operator_retries_a_failed_compensation_or_a_saga_in_flight() {
     let (mut s, mut o) = saga(1, S::Failed, P::ReleasingInventory);
-    s.failure_reason = Some("payment declined".into());
+    s.failure_reason = Some("SIMULATED_FAILURE".into());
     o.status = "FAILED".into();
     let r = decide_resend(s, o, Resend::Operator, at(9), "m".into(), "t".into()).unwrap();
     assert_eq!(r.action, "release re-sent");
@@ -421,7 +418,7 @@ fn an_operator_retries_a_failed_compensation_or_a_saga_in_flight() {
     assert_eq!(r.writes.sagas[0].failed_step, None);
     assert_eq!(
         r.writes.sagas[0].failure_reason.as_deref(),
-        Some("payment declined")
+        Some("SIMULATED_FAILURE")
     );
     assert_eq!(r.writes.timeline[0].event, "operator.retry");
     assert!(matches!(r.writes.outbox[0].message, Message::Release(_)));

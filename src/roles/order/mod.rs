@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod decide;
+pub mod ids;
 pub mod model;
 pub mod orchestrator;
 pub mod orders;

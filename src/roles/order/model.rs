@@ -12,7 +12,7 @@ use crate::domain::Money;
 #[diesel(table_name = orders)]
 #[diesel(check_for_backend(diesel::mysql::Mysql))]
 pub struct OrderRow {
-    pub id: String,
+    pub id: i64,
     pub saga_id: String,
     pub user_id: i64,
     pub product_id: i64,
@@ -30,7 +30,7 @@ pub struct OrderRow {
 #[diesel(check_for_backend(diesel::mysql::Mysql))]
 pub struct SagaRow {
     pub saga_id: String,
-    pub order_id: String,
+    pub order_id: i64,
     pub status: String,
     pub current_step: String,
     pub failure_reason: Option<String>,
@@ -86,8 +86,8 @@ pub fn utc<S: serde::Serializer>(t: &NaiveDateTime, s: S) -> Result<S::Ok, S::Er
 
 #[derive(Serialize)]
 pub struct OrderView {
-    pub id: String,
-    pub order_id: String,
+    pub id: i64,
+    pub order_id: i64,
     pub saga_id: String,
     pub user_id: i64,
     pub product_id: i64,
@@ -103,8 +103,8 @@ pub struct OrderView {
 impl From<&OrderRow> for OrderView {
     fn from(o: &OrderRow) -> Self {
         Self {
-            id: o.id.clone(),
-            order_id: o.id.clone(),
+            id: o.id,
+            order_id: o.id,
             saga_id: o.saga_id.clone(),
             user_id: o.user_id,
             product_id: o.product_id,
@@ -120,7 +120,7 @@ impl From<&OrderRow> for OrderView {
 #[derive(Serialize)]
 pub struct SagaView {
     pub saga_id: String,
-    pub order_id: String,
+    pub order_id: i64,
     pub status: String,
     pub current_step: String,
     /// The original's fields: the message id of the last event that moved
@@ -143,7 +143,7 @@ impl From<&SagaRow> for SagaView {
     fn from(s: &SagaRow) -> Self {
         Self {
             saga_id: s.saga_id.clone(),
-            order_id: s.order_id.clone(),
+            order_id: s.order_id,
             status: s.status.clone(),
             current_step: s.current_step.clone(),
             last_event_id: s.last_event_id.clone(),

@@ -60,7 +60,7 @@ impl Orchestrator {
 
     /// The delivery's outcome, logged and counted.
     fn settle(&self, ev: &SagaEvent, a: Applied) -> Outcome {
-        let order_id = a.order_id.as_deref().unwrap_or("");
+        let order_id = a.order_id;
         let (saga_id, trace_id, event) = (&ev.saga_id, &ev.trace_id, ev.event.name());
         match a.outcome {
             EventOutcome::Duplicate => {

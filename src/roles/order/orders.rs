@@ -67,7 +67,7 @@ pub struct Placed {
     pub created: bool,
 }
 
-pub async fn get(ctx: &Ctx, id: &str) -> Result<OrderRow, ApiError> {
+pub async fn get(ctx: &Ctx, id: i64) -> Result<OrderRow, ApiError> {
     let mut conn = ctx.pool.get().await?;
     conn.transaction::<_, diesel::result::Error, _>(async |c| {
         orders::table

@@ -40,19 +40,19 @@ pub struct Planned {
 }
 
 impl Planned {
-    /// Makes the order's ids (order, saga, message) and rows.
-    pub fn new(new: NewOrder, key: Option<String>, trace_id: &str) -> Self {
-        let rows = rows(&new, key.clone(), trace_id);
+    /// Makes the order's rows with its id `order_id` (from the block
+    /// allocator, `ids.rs`) and its saga and message ids.
+    pub fn new(new: NewOrder, key: Option<String>, trace_id: &str, order_id: i64) -> Self {
+        let rows = rows(&new, key.clone(), trace_id, order_id);
         Self { new, key, rows }
     }
 }
 
-fn rows(new: &NewOrder, key: Option<String>, trace_id: &str) -> Rows {
-    let order_id = uuid::Uuid::now_v7().to_string();
+fn rows(new: &NewOrder, key: Option<String>, trace_id: &str, order_id: i64) -> Rows {
     let saga_id = uuid::Uuid::now_v7().to_string();
     let now = chrono::Utc::now().naive_utc();
     let row = OrderRow {
-        id: order_id.clone(),
+        id: order_id,
         saga_id: saga_id.clone(),
         user_id: new.user_id,
         product_id: new.product_id,
@@ -66,7 +66,7 @@ fn rows(new: &NewOrder, key: Option<String>, trace_id: &str) -> Rows {
     };
     let saga = SagaRow {
         saga_id: saga_id.clone(),
-        order_id: order_id.clone(),
+        order_id,
         status: SagaStatus::InProgress.as_str().into(),
         current_step: SagaStep::ReservingInventory.as_str().into(),
         failure_reason: None,
@@ -115,7 +115,7 @@ pub fn key_id(user_id: i64, key: &str) -> (i64, String) {
 #[derive(Debug, PartialEq)]
 pub struct ToRead<'a> {
     /// The batch's own order ids, to learn which are written already.
-    pub ids: Vec<&'a str>,
+    pub ids: Vec<i64>,
     /// The batch's Idempotency-Keys, to find the orders they name.
     pub keys: Vec<&'a str>,
 }
@@ -125,7 +125,7 @@ pub struct ToRead<'a> {
 /// attempt without keys, the hot path, reads nothing.
 pub fn to_read(jobs: &[Planned], after_failure: bool) -> ToRead<'_> {
     let ids = if after_failure {
-        jobs.iter().map(|p| p.rows.row.id.as_str()).collect()
+        jobs.iter().map(|p| p.rows.row.id).collect()
     } else {
         Vec::new()
     };
@@ -138,7 +138,7 @@ pub fn to_read(jobs: &[Planned], after_failure: bool) -> ToRead<'_> {
 pub struct Seen {
     /// Ids among the batch's own order ids that are already written (an
     /// earlier attempt committed, its reply was lost).
-    pub ids: HashSet<String>,
+    pub ids: HashSet<i64>,
     /// Existing orders by [`key_id`] of their user and Idempotency-Key.
     pub by_key: HashMap<(i64, String), OrderRow>,
 }
@@ -146,11 +146,11 @@ pub struct Seen {
 impl Seen {
     /// Sorts rows read for a batch into [`Seen`]: `own_ids` are the
     /// batch's order ids that were asked for.
-    pub fn from_rows(rows: Vec<OrderRow>, own_ids: &HashSet<&str>) -> Self {
+    pub fn from_rows(rows: Vec<OrderRow>, own_ids: &HashSet<i64>) -> Self {
         let mut seen = Seen::default();
         for o in rows {
-            if own_ids.contains(o.id.as_str()) {
-                seen.ids.insert(o.id.clone());
+            if own_ids.contains(&o.id) {
+                seen.ids.insert(o.id);
             }
             if let Some(k) = &o.idempotency_key {
                 seen.by_key.insert(key_id(o.user_id, k), o);
@@ -244,11 +244,18 @@ mod tests {
             },
             key.map(String::from),
             "trace",
+            next_id(),
         )
     }
 
+    /// Distinct ids, as the allocator hands out.
+    fn next_id() -> i64 {
+        static NEXT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1);
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn seen(ids: &[&Planned], rows: &[&Planned]) -> Seen {
-        let own: HashSet<&str> = ids.iter().map(|p| p.rows.row.id.as_str()).collect();
+        let own: HashSet<i64> = ids.iter().map(|p| p.rows.row.id).collect();
         Seen::from_rows(rows.iter().map(|p| p.rows.row.clone()).collect(), &own)
     }
 

@@ -61,8 +61,8 @@ async fn get_order(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<OrderView>, ApiError> {
-    let id = uuid_param("order id", &id).map_err(|e| e.with_code("INVALID_ID"))?;
-    let o = orders::get(&s, &id)
+    let id = crate::http::id_param("order id", &id).map_err(|e| e.with_code("INVALID_ID"))?;
+    let o = orders::get(&s, id)
         .await
         .map_err(|e| e.failed("GET_FAILED"))?;
     Ok(Json(OrderView::from(&o)))

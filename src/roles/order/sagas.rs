@@ -73,8 +73,8 @@ pub async fn lock_sagas_for_batch(
     if sagas.is_empty() {
         return Ok(Vec::new());
     }
-    let order_ids: Vec<&str> = sagas.iter().map(|s| s.order_id.as_str()).collect();
-    let mut by_id: std::collections::HashMap<String, OrderRow> = Cached(
+    let order_ids: Vec<i64> = sagas.iter().map(|s| s.order_id).collect();
+    let mut by_id: std::collections::HashMap<i64, OrderRow> = Cached(
         orders::table
             .filter(orders::id.eq_any(pad(&order_ids)))
             .select(OrderRow::as_select()),
@@ -82,7 +82,7 @@ pub async fn lock_sagas_for_batch(
     .load::<OrderRow>(conn)
     .await?
     .into_iter()
-    .map(|o| (o.id.clone(), o))
+    .map(|o| (o.id, o))
     .collect();
     Ok(sagas
         .into_iter()
@@ -170,7 +170,7 @@ pub struct Applied {
     /// Set when the saga ended with this event.
     pub ended: Option<Ended>,
     /// The saga's order, when the saga is known.
-    pub order_id: Option<String>,
+    pub order_id: Option<i64>,
 }
 
 /// Applies `events` (arrival order) through `runner`; one result per event.
@@ -202,9 +202,9 @@ pub async fn execute(
                     saga_ids.sort_unstable();
                     saga_ids.dedup();
                     let state = lock_sagas_for_batch(c, &saga_ids).await?;
-                    let order_of: std::collections::HashMap<String, String> = state
+                    let order_of: std::collections::HashMap<String, i64> = state
                         .iter()
-                        .map(|(s, o)| (s.saga_id.clone(), o.id.clone()))
+                        .map(|(s, o)| (s.saga_id.clone(), o.id))
                         .collect();
                     let d = decide::decide_events(&seen, state, part, now);
                     let msgs = write(c, &d.writes).await?;

@@ -3,7 +3,7 @@
 
 diesel::table! {
     orders (id) {
-        id -> Varchar,
+        id -> BigInt,
         saga_id -> Varchar,
         user_id -> BigInt,
         product_id -> BigInt,
@@ -20,7 +20,7 @@ diesel::table! {
 diesel::table! {
     saga_states (saga_id) {
         saga_id -> Varchar,
-        order_id -> Varchar,
+        order_id -> BigInt,
         status -> Varchar,
         current_step -> Varchar,
         failure_reason -> Nullable<Varchar>,

@@ -26,6 +26,7 @@ use diesel_async::RunQueryDsl;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::{
+    ids::IdAllocator,
     model::OrderRow,
     orders::{NewOrder, Placed},
     place::{self, Outcome, Planned, Seen, ToRead},
@@ -61,6 +62,7 @@ struct Job {
 #[derive(Clone)]
 pub struct OrderWriter {
     tx: mpsc::Sender<Job>,
+    ids: IdAllocator,
 }
 
 impl OrderWriter {
@@ -70,7 +72,8 @@ impl OrderWriter {
         let tasks = (0..WRITERS)
             .map(|_| tokio::spawn(write_loop(ctx.clone(), rx.clone())))
             .collect();
-        (Self { tx }, tasks)
+        let ids = IdAllocator::new(ctx.pool.clone(), ctx.metrics.clone());
+        (Self { tx, ids }, tasks)
     }
 
     /// Places an order (with its saga and first command), or answers from
@@ -82,7 +85,13 @@ impl OrderWriter {
         trace_id: String,
     ) -> Result<Placed, ApiError> {
         // The ids are made here, once: every attempt writes these rows.
-        let plan = Planned::new(new, key, &trace_id);
+        // The order id comes from memory (a reserved block); only a
+        // replica whose block ran dry waits for the database here.
+        let id =
+            self.ids.next().await.map_err(|e| {
+                ApiError::not_ready(format!("no order id available, try again ({e})"))
+            })?;
+        let plan = Planned::new(new, key, &trace_id, id);
         let (reply, rx) = oneshot::channel();
         if self.tx.send(Job { plan, reply }).await.is_err() {
             return Err(ApiError::not_ready("shutting down"));
@@ -234,6 +243,6 @@ async fn read(
             .await?
         }
     };
-    let own: HashSet<&str> = ids.into_iter().collect();
+    let own: HashSet<i64> = ids.into_iter().collect();
     Ok(Seen::from_rows(rows, &own))
 }

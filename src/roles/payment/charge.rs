@@ -34,7 +34,7 @@ use crate::{
 #[diesel(check_for_backend(diesel::mysql::Mysql))]
 pub struct PaymentRow {
     pub id: i64,
-    pub order_id: String,
+    pub order_id: i64,
     pub saga_id: Option<String>,
     pub amount: Decimal,
     pub status: String,
@@ -52,7 +52,7 @@ pub struct PaymentRow {
 #[derive(Serialize)]
 pub struct PaymentView {
     pub id: i64,
-    pub order_id: String,
+    pub order_id: i64,
     pub saga_id: Option<String>,
     pub amount: Money,
     pub status: String,
@@ -90,7 +90,7 @@ impl From<PaymentRow> for PaymentView {
     }
 }
 
-pub async fn get(ctx: &Ctx, order_id: &str) -> Result<PaymentView, ApiError> {
+pub async fn get(ctx: &Ctx, order_id: i64) -> Result<PaymentView, ApiError> {
     let mut conn = ctx.pool.get().await?;
     conn.transaction::<_, diesel::result::Error, _>(async |c| {
         payments::table
@@ -108,7 +108,7 @@ pub async fn get(ctx: &Ctx, order_id: &str) -> Result<PaymentView, ApiError> {
 /// The body of POST /payments.
 #[derive(Debug, serde::Deserialize)]
 pub struct CreatePayment {
-    pub order_id: String,
+    pub order_id: i64,
     pub amount: Money,
 }
 
@@ -118,8 +118,13 @@ pub struct CreatePayment {
 /// saga that charges the order later finds it and does not charge again
 /// (`decide::decide`).
 pub async fn create(ctx: &Ctx, body: CreatePayment) -> Result<PaymentView, ApiError> {
-    let order_id = crate::domain::canonical_uuid(&body.order_id)
-        .ok_or_else(|| ApiError::invalid("order_id must be a UUID"))?;
+    let order_id = body.order_id;
+    if !(1..=crate::domain::MAX_ID).contains(&order_id) {
+        return Err(ApiError::invalid(format!(
+            "order_id must be an integer between 1 and {}",
+            crate::domain::MAX_ID
+        )));
+    }
     if body.amount.is_zero() {
         return Err(ApiError::invalid("amount must be greater than 0"));
     }
@@ -129,7 +134,7 @@ pub async fn create(ctx: &Ctx, body: CreatePayment) -> Result<PaymentView, ApiEr
         .transaction::<_, diesel::result::Error, _>(async |c| {
             diesel::insert_into(payments::table)
                 .values((
-                    payments::order_id.eq(&order_id),
+                    payments::order_id.eq(order_id),
                     payments::amount.eq(body.amount.decimal()),
                     payments::status.eq("PENDING"),
                     payments::tx_id.eq(&tx_id),
@@ -137,7 +142,7 @@ pub async fn create(ctx: &Ctx, body: CreatePayment) -> Result<PaymentView, ApiEr
                 .execute(c)
                 .await?;
             payments::table
-                .filter(payments::order_id.eq(&order_id))
+                .filter(payments::order_id.eq(order_id))
                 .select(PaymentRow::as_select())
                 .first(c)
                 .await
@@ -173,7 +178,7 @@ pub async fn execute(
 ) -> Vec<Result<Charged, ItemFailure>> {
     runner
         .run(cmds, async |conn, part: &[PayCommand]| {
-            let order_ids: Vec<&str> = part.iter().map(|c| c.order_id.as_str()).collect();
+            let order_ids: Vec<i64> = part.iter().map(|c| c.order_id).collect();
             // Read before writing: what an earlier attempt or another
             // replica committed is found here and re-emitted.
             let recorded: Vec<Recorded> = Cached(
@@ -189,7 +194,7 @@ pub async fn execute(
                     )),
             )
             .load::<(
-                String,
+                i64,
                 Option<String>,
                 Decimal,
                 String,

@@ -25,7 +25,7 @@ use crate::{
 };
 
 /// Why a declined payment failed, as recorded and sent.
-pub const DECLINED: &str = "payment declined";
+pub const DECLINED: &str = "SIMULATED_FAILURE";
 
 /// One command to decide, with what the caller drew for it before the
 /// transaction (so the decision stays a function of its input).
@@ -34,7 +34,7 @@ pub struct PayCommand {
     pub message_id: String,
     pub trace_id: String,
     pub saga_id: String,
-    pub order_id: String,
+    pub order_id: i64,
     /// The amount as it arrived; checked here, not trusted.
     pub amount: Decimal,
     /// Drawn from `payment.failure_rate`: decline this charge.
@@ -46,7 +46,7 @@ pub struct PayCommand {
 /// A payment already in the table (the columns the rule needs).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Recorded {
-    pub order_id: String,
+    pub order_id: i64,
     /// None for a payment POST /payments recorded.
     pub saga_id: Option<String>,
     pub amount: Decimal,
@@ -59,7 +59,7 @@ pub struct Recorded {
 #[derive(Clone, Debug, PartialEq, diesel::Insertable)]
 #[diesel(table_name = payments)]
 pub struct NewPayment {
-    pub order_id: String,
+    pub order_id: i64,
     pub saga_id: String,
     pub amount: Decimal,
     pub status: &'static str,
@@ -116,8 +116,8 @@ fn result_of(r: &Recorded, c: &PayCommand) -> PaymentResult {
     };
     PaymentResult {
         saga_id: r.saga_id.clone().unwrap_or_else(|| c.saga_id.clone()),
-        order_id: c.order_id.clone(),
-        amount: Money::from_db(r.amount),
+        order_id: c.order_id,
+        amount: Some(Money::from_db(r.amount)),
         success,
         tx_id: r.tx_id.clone(),
         reason,
@@ -126,14 +126,12 @@ fn result_of(r: &Recorded, c: &PayCommand) -> PaymentResult {
 
 /// Decides a batch of payment commands; see the module doc.
 pub fn decide(recorded: &[Recorded], cmds: &[PayCommand]) -> PayDecision {
-    let mut known: HashMap<&str, Recorded> = recorded
-        .iter()
-        .map(|r| (r.order_id.as_str(), r.clone()))
-        .collect();
+    let mut known: HashMap<i64, Recorded> =
+        recorded.iter().map(|r| (r.order_id, r.clone())).collect();
     let mut processed = std::collections::HashSet::new();
     let mut d = PayDecision::default();
     for (i, c) in cmds.iter().enumerate() {
-        let result = if let Some(r) = known.get(c.order_id.as_str()) {
+        let result = if let Some(r) = known.get(&c.order_id) {
             PayOutcome::Repeated(result_of(r, c))
         } else {
             let amount = match check_amount(c.amount) {
@@ -149,7 +147,7 @@ pub fn decide(recorded: &[Recorded], cmds: &[PayCommand]) -> PayDecision {
                 ("SUCCESS", Some(c.tx_id.clone()), None)
             };
             let row = NewPayment {
-                order_id: c.order_id.clone(),
+                order_id: c.order_id,
                 saga_id: c.saga_id.clone(),
                 amount: amount.decimal(),
                 status,
@@ -157,7 +155,7 @@ pub fn decide(recorded: &[Recorded], cmds: &[PayCommand]) -> PayDecision {
                 reason,
             };
             let rec = Recorded {
-                order_id: row.order_id.clone(),
+                order_id: row.order_id,
                 saga_id: Some(row.saga_id.clone()),
                 amount: row.amount,
                 status: status.to_string(),
@@ -165,7 +163,7 @@ pub fn decide(recorded: &[Recorded], cmds: &[PayCommand]) -> PayDecision {
                 reason: row.reason.clone(),
             };
             let result = result_of(&rec, c);
-            known.insert(&c.order_id, rec);
+            known.insert(c.order_id, rec);
             d.payments.push(row);
             PayOutcome::Charged(result)
         };
@@ -190,12 +188,12 @@ pub fn decide(recorded: &[Recorded], cmds: &[PayCommand]) -> PayDecision {
 mod tests {
     use super::*;
 
-    fn cmd(n: usize, order: &str, amount: &str) -> PayCommand {
+    fn cmd(n: usize, order: i64, amount: &str) -> PayCommand {
         PayCommand {
             message_id: format!("m{n}"),
             trace_id: format!("t{n}"),
             saga_id: format!("s-{order}"),
-            order_id: order.to_string(),
+            order_id: order,
             amount: amount.parse().unwrap(),
             declined: false,
             tx_id: format!("tx{n}"),
@@ -211,15 +209,15 @@ mod tests {
 
     #[test]
     fn new_orders_are_charged_once_each() {
-        let mut declined = cmd(2, "b", "5.00");
+        let mut declined = cmd(2, 2, "5.00");
         declined.declined = true;
-        let d = decide(&[], &[cmd(1, "a", "199.98"), declined]);
+        let d = decide(&[], &[cmd(1, 1, "199.98"), declined]);
         assert_eq!(d.payments.len(), 2);
         assert_eq!(d.processed, ["m1", "m2"]);
         let a = charged(&d, 0);
         assert!(a.success);
         assert_eq!(a.tx_id.as_deref(), Some("tx1"));
-        assert_eq!(a.amount.to_string(), "199.98");
+        assert_eq!(a.amount.unwrap().to_string(), "199.98");
         let b = charged(&d, 1);
         assert!(!b.success);
         assert_eq!(
@@ -235,9 +233,9 @@ mod tests {
     #[test]
     fn a_repeat_in_the_batch_re_emits_the_first_charge() {
         // The repeat drew "decline" and another tx id: neither is used.
-        let mut again = cmd(2, "a", "199.98");
+        let mut again = cmd(2, 1, "199.98");
         again.declined = true;
-        let d = decide(&[], &[cmd(1, "a", "199.98"), again, cmd(1, "a", "199.98")]);
+        let d = decide(&[], &[cmd(1, 1, "199.98"), again, cmd(1, 1, "199.98")]);
         assert_eq!(d.payments.len(), 1);
         assert_eq!(d.processed, ["m1", "m2"]);
         let first = charged(&d, 0).clone();
@@ -249,22 +247,26 @@ mod tests {
     #[test]
     fn a_repeat_of_a_recorded_payment_re_emits_it() {
         let rec = Recorded {
-            order_id: "a".into(),
-            saga_id: Some("s-a".into()),
+            order_id: 1,
+            saga_id: Some("s-1".into()),
             amount: "12.30".parse().unwrap(),
             status: "FAILED".into(),
             tx_id: None,
             reason: Some(DECLINED.into()),
         };
         // Even with another amount: the recorded one is what was charged.
-        let d = decide(&[rec], &[cmd(7, "a", "99.00")]);
+        let d = decide(&[rec], &[cmd(7, 1, "99.00")]);
         assert!(d.payments.is_empty());
         assert_eq!(d.processed, ["m7"]);
         let PayOutcome::Repeated(r) = &d.outcomes[0] else {
             panic!("{:?}", d.outcomes[0]);
         };
         assert_eq!(
-            (r.success, r.amount.to_string(), r.reason.as_deref()),
+            (
+                r.success,
+                r.amount.unwrap().to_string(),
+                r.reason.as_deref()
+            ),
             (false, "12.30".to_string(), Some(DECLINED))
         );
         assert_eq!(d.outbox[0].message, Message::PaymentProcessed(r.clone()));
@@ -274,20 +276,20 @@ mod tests {
     fn a_posted_pending_payment_is_not_charged_again() {
         // POST /payments recorded it: no saga, PENDING, a transaction id.
         let rec = Recorded {
-            order_id: "a".into(),
+            order_id: 1,
             saga_id: None,
             amount: "5.00".parse().unwrap(),
             status: "PENDING".into(),
             tx_id: Some("tx-posted".into()),
             reason: None,
         };
-        let d = decide(&[rec], &[cmd(3, "a", "5.00")]);
+        let d = decide(&[rec], &[cmd(3, 1, "5.00")]);
         assert!(d.payments.is_empty(), "no second row for the order");
         let PayOutcome::Repeated(r) = &d.outcomes[0] else {
             panic!("{:?}", d.outcomes[0]);
         };
         assert!(!r.success);
-        assert_eq!(r.saga_id, "s-a", "the command's saga hears about it");
+        assert_eq!(r.saga_id, "s-1", "the command's saga hears about it");
         assert_eq!(r.tx_id.as_deref(), Some("tx-posted"));
         assert_eq!(r.reason.as_deref(), Some("payment recorded as PENDING"));
     }
@@ -297,17 +299,17 @@ mod tests {
         let d = decide(
             &[],
             &[
-                cmd(1, "max", "9999999999.99"),
-                cmd(2, "min", "0.01"),
-                cmd(3, "three", "1.005"),
-                cmd(4, "big", "10000000000.00"),
-                cmd(5, "zero", "0"),
-                cmd(6, "neg", "-1.00"),
-                cmd(7, "trailing", "1.500"),
+                cmd(1, 3, "9999999999.99"),
+                cmd(2, 4, "0.01"),
+                cmd(3, 5, "1.005"),
+                cmd(4, 6, "10000000000.00"),
+                cmd(5, 7, "0"),
+                cmd(6, 8, "-1.00"),
+                cmd(7, 9, "1.500"),
             ],
         );
-        assert_eq!(charged(&d, 0).amount.to_string(), "9999999999.99");
-        assert_eq!(charged(&d, 1).amount.to_string(), "0.01");
+        assert_eq!(charged(&d, 0).amount.unwrap().to_string(), "9999999999.99");
+        assert_eq!(charged(&d, 1).amount.unwrap().to_string(), "0.01");
         for (i, want) in [
             (2, "more than two decimals"),
             (3, "does not fit DECIMAL(12,2)"),
@@ -319,7 +321,7 @@ mod tests {
                 other => panic!("command {i}: {other:?}"),
             }
         }
-        assert_eq!(charged(&d, 6).amount.to_string(), "1.50");
+        assert_eq!(charged(&d, 6).amount.unwrap().to_string(), "1.50");
         // Refused commands write nothing and are not recorded as processed.
         assert_eq!(d.payments.len(), 3);
         assert_eq!(d.processed, ["m1", "m2", "m7"]);
@@ -329,8 +331,8 @@ mod tests {
 
     #[test]
     fn a_refused_command_does_not_block_a_valid_one_for_the_order() {
-        let d = decide(&[], &[cmd(1, "a", "0.001"), cmd(2, "a", "3.00")]);
+        let d = decide(&[], &[cmd(1, 1, "0.001"), cmd(2, 1, "3.00")]);
         assert!(matches!(d.outcomes[0], PayOutcome::Refused(_)));
-        assert_eq!(charged(&d, 1).amount.to_string(), "3.00");
+        assert_eq!(charged(&d, 1).amount.unwrap().to_string(), "3.00");
     }
 }

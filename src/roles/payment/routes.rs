@@ -12,7 +12,7 @@ use axum::{
 use super::charge::{self, CreatePayment, PaymentView};
 use crate::{
     context::AppState,
-    http::{auth::warn_if_open, uuid_param, ApiError, ApiJson, CanWrite},
+    http::{auth::warn_if_open, id_param, ApiError, ApiJson, CanWrite},
 };
 
 pub fn router(state: AppState) -> Router {
@@ -38,9 +38,9 @@ async fn show(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<PaymentView>, ApiError> {
-    let id = uuid_param("order id", &id).map_err(|e| e.with_code("INVALID_ORDER_ID"))?;
+    let id = id_param("order id", &id).map_err(|e| e.with_code("INVALID_ORDER_ID"))?;
     Ok(Json(
-        charge::get(&s, &id)
+        charge::get(&s, id)
             .await
             .map_err(|e| e.failed("GET_FAILED"))?,
     ))

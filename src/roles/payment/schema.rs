@@ -3,7 +3,7 @@
 diesel::table! {
     payments (id) {
         id -> BigInt,
-        order_id -> Varchar,
+        order_id -> BigInt,
         saga_id -> Nullable<Varchar>,
         amount -> Numeric,
         status -> Varchar,

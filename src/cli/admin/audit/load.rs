@@ -23,7 +23,7 @@ use crate::{
 /// An order, as far as the audit cares.
 #[derive(Clone, Debug, Queryable)]
 pub struct OrderRec {
-    pub id: String,
+    pub id: i64,
     pub saga_id: String,
     pub product_id: i64,
     pub quantity: i32,
@@ -34,7 +34,7 @@ pub struct OrderRec {
 #[derive(Clone, Debug, Queryable)]
 pub struct SagaRec {
     pub saga_id: String,
-    pub order_id: String,
+    pub order_id: i64,
     pub status: String,
     pub current_step: String,
     /// The step a FAILED saga failed at (its current_step is DONE).
@@ -52,7 +52,7 @@ pub struct StockRec {
 
 #[derive(Clone, Debug, Queryable)]
 pub struct LogRec {
-    pub order_id: String,
+    pub order_id: i64,
     pub product_id: i64,
     pub action: String,
     pub quantity: i32,
@@ -61,7 +61,7 @@ pub struct LogRec {
 
 #[derive(Clone, Debug, Queryable)]
 pub struct PaymentRec {
-    pub order_id: String,
+    pub order_id: i64,
     pub amount: Decimal,
     pub status: String,
 }
@@ -78,7 +78,7 @@ pub struct Snapshot {
     pub payments: Vec<PaymentRec>,
     /// Orders absent from the first read but present at the end: placed
     /// while the audit ran, so their rows elsewhere are not judged.
-    pub late_orders: HashSet<String>,
+    pub late_orders: HashSet<i64>,
 }
 
 /// Opens a connection whose every transaction is read-only.
@@ -192,19 +192,18 @@ pub async fn load(cfg: &Config) -> anyhow::Result<Snapshot> {
     drop(pay_db);
 
     // Rows that name an order the first read did not see: look again.
-    let known: HashSet<&str> = orders.iter().map(|o| o.id.as_str()).collect();
-    let unknown: Vec<String> = logs
+    let known: HashSet<i64> = orders.iter().map(|o| o.id).collect();
+    let unknown: Vec<i64> = logs
         .iter()
-        .map(|l| l.order_id.as_str())
-        .chain(payments.iter().map(|p| p.order_id.as_str()))
+        .map(|l| l.order_id)
+        .chain(payments.iter().map(|p| p.order_id))
         .filter(|id| !known.contains(id))
         .collect::<HashSet<_>>()
         .into_iter()
-        .map(str::to_string)
         .collect();
     let mut late_orders = HashSet::new();
     for chunk in unknown.chunks(1000) {
-        let found: Vec<String> = in_snapshot(&mut order_db, async |c| {
+        let found: Vec<i64> = in_snapshot(&mut order_db, async |c| {
             orders::table
                 .filter(orders::id.eq_any(chunk))
                 .select(orders::id)

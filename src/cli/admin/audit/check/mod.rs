@@ -93,8 +93,8 @@ struct Checker<'a> {
     s: &'a Snapshot,
     grace: chrono::Duration,
     report: Report,
-    logs: HashMap<&'a str, OrderLogs>,
-    payments: HashMap<&'a str, Vec<&'a PaymentRec>>,
+    logs: HashMap<i64, OrderLogs>,
+    payments: HashMap<i64, Vec<&'a PaymentRec>>,
     /// Units per product that orders hold, by their saga (or their logs
     /// where the saga does not tell yet).
     standing: BTreeMap<i64, i64>,
@@ -125,12 +125,12 @@ impl<'a> Checker<'a> {
     fn violation<I>(&mut self, invariant: u8, kind: &'static str, ids: I, message: String)
     where
         I: IntoIterator,
-        I::Item: AsRef<str>,
+        I::Item: ToString,
     {
         self.report.violations.push(Violation {
             invariant,
             kind,
-            ids: ids.into_iter().map(|s| s.as_ref().to_string()).collect(),
+            ids: ids.into_iter().map(|s| s.to_string()).collect(),
             message,
         });
     }
@@ -138,7 +138,7 @@ impl<'a> Checker<'a> {
     fn index(&mut self) {
         let s = self.s;
         for l in &s.logs {
-            let e = self.logs.entry(l.order_id.as_str()).or_default();
+            let e = self.logs.entry(l.order_id).or_default();
             e.products.insert(l.product_id);
             if l.success && l.action == RESERVE {
                 e.reserves.push(l.quantity);
@@ -147,10 +147,7 @@ impl<'a> Checker<'a> {
             }
         }
         for p in &s.payments {
-            self.payments
-                .entry(p.order_id.as_str())
-                .or_default()
-                .push(p);
+            self.payments.entry(p.order_id).or_default().push(p);
         }
         self.report.orders = s.orders.len() as u64;
         for o in &s.orders {
@@ -176,17 +173,17 @@ impl<'a> Checker<'a> {
 
     fn orders(&mut self) {
         let s = self.s;
-        let mut sagas: HashMap<&str, Vec<&SagaRec>> = HashMap::new();
+        let mut sagas: HashMap<i64, Vec<&SagaRec>> = HashMap::new();
         for g in &s.sagas {
-            sagas.entry(g.order_id.as_str()).or_default().push(g);
+            sagas.entry(g.order_id).or_default().push(g);
         }
-        let known: HashSet<&str> = s.orders.iter().map(|o| o.id.as_str()).collect();
+        let known: HashSet<i64> = s.orders.iter().map(|o| o.id).collect();
         for g in &s.sagas {
-            if !known.contains(g.order_id.as_str()) {
+            if !known.contains(&g.order_id) {
                 self.violation(
                     1,
                     "saga_without_order",
-                    &[&g.saga_id, &g.order_id],
+                    &[g.saga_id.clone(), g.order_id.to_string()],
                     format!(
                         "saga {} belongs to order {}, which does not exist",
                         g.saga_id, g.order_id
@@ -195,9 +192,9 @@ impl<'a> Checker<'a> {
             }
         }
         for o in &s.orders {
-            let of_order = sagas.get(o.id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+            let of_order = sagas.get(&o.id).map(Vec::as_slice).unwrap_or(&[]);
             let expected = self.order(o, of_order);
-            let net = self.logs.get(o.id.as_str()).map_or(0, OrderLogs::net);
+            let net = self.logs.get(&o.id).map_or(0, OrderLogs::net);
             *self.standing.entry(o.product_id).or_default() += expected.unwrap_or(net);
         }
     }
@@ -222,7 +219,7 @@ impl<'a> Checker<'a> {
                 self.violation(
                     1,
                     "several_sagas",
-                    &[&[o.id.as_str()], ids.as_slice()].concat(),
+                    std::iter::once(o.id.to_string()).chain(ids.iter().map(|i| i.to_string())),
                     format!(
                         "order {} has {} sagas: {}",
                         o.id,
@@ -237,7 +234,7 @@ impl<'a> Checker<'a> {
             self.violation(
                 1,
                 "saga_id_mismatch",
-                &[&o.id, &o.saga_id, &saga.saga_id],
+                &[o.id.to_string(), o.saga_id.clone(), saga.saga_id.clone()],
                 format!(
                     "order {} names saga {} but its saga is {}",
                     o.id, o.saga_id, saga.saga_id
@@ -252,7 +249,7 @@ impl<'a> Checker<'a> {
             self.violation(
                 1,
                 "unknown_status",
-                &[&o.id, &saga.saga_id],
+                &[o.id.to_string(), saga.saga_id.clone()],
                 format!(
                     "order {} is {:?} with saga {} at {:?}/{:?}: not a known status",
                     o.id, o.status, saga.saga_id, saga.status, saga.current_step
@@ -264,7 +261,7 @@ impl<'a> Checker<'a> {
             self.violation(
                 1,
                 "status_mismatch",
-                &[&o.id, &saga.saga_id],
+                &[o.id.to_string(), saga.saga_id.clone()],
                 format!(
                     "order {} is {} but its saga {} is {}/{}",
                     o.id, o.status, saga.saga_id, status, step
@@ -298,7 +295,7 @@ impl<'a> Checker<'a> {
                 ));
                 let released = self
                     .logs
-                    .get(o.id.as_str())
+                    .get(&o.id)
                     .is_some_and(|l| l.releases.iter().any(|r| *r > 0));
                 Some(if released { 0 } else { q })
             }
@@ -310,7 +307,7 @@ impl<'a> Checker<'a> {
             }
             _ => None,
         };
-        let net = self.logs.get(o.id.as_str()).map_or(0, OrderLogs::net);
+        let net = self.logs.get(&o.id).map_or(0, OrderLogs::net);
         if let Some(e) = expected.filter(|e| *e != net) {
             let what = if e == 0 {
                 format!("should hold no stock, yet inventory_logs show {net} unit(s) of product {} still reserved for it", o.product_id)
@@ -323,7 +320,7 @@ impl<'a> Checker<'a> {
             self.violation(
                 2,
                 "order_reservation",
-                &[&o.id, &saga.saga_id],
+                &[o.id.to_string(), saga.saga_id.clone()],
                 format!(
                     "order {} (saga {}, {status}/{step}) {what}",
                     o.id, saga.saga_id
@@ -345,7 +342,7 @@ impl<'a> Checker<'a> {
         self.violation(
             4,
             "stuck",
-            &[&saga.saga_id, &saga.order_id],
+            &[saga.saga_id.clone(), saga.order_id.to_string()],
             format!(
                 "saga {} (order {}) is still {}/{} {} after it started (last moved {} ago)",
                 saga.saga_id,

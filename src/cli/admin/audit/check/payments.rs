@@ -18,11 +18,7 @@ impl Checker<'_> {
         step: SagaStep,
         phase: Phase,
     ) {
-        let pays: Vec<&PaymentRec> = self
-            .payments
-            .get(o.id.as_str())
-            .cloned()
-            .unwrap_or_default();
+        let pays: Vec<&PaymentRec> = self.payments.get(&o.id).cloned().unwrap_or_default();
         if pays.len() > 1 {
             self.report.duplicates.double_charge += 1;
             let st: Vec<&str> = pays.iter().map(|p| p.status.as_str()).collect();
@@ -68,7 +64,7 @@ impl Checker<'_> {
         let failed = pays
             .iter()
             .any(|p| p.status == PAYMENT_FAILED || p.status == PAYMENT_PENDING);
-        let ids = [o.id.as_str(), saga.saga_id.as_str()];
+        let ids = [o.id.to_string(), saga.saga_id.clone()];
         match (status, step) {
             (S::Completed, _) if !success => {
                 let why = if failed {
@@ -111,10 +107,7 @@ impl Checker<'_> {
             ),
             _ => {}
         }
-        let released = self
-            .logs
-            .get(o.id.as_str())
-            .is_some_and(|l| !l.releases.is_empty());
+        let released = self.logs.get(&o.id).is_some_and(|l| !l.releases.is_empty());
         if status == S::Compensated && !released {
             self.violation(
                 3,

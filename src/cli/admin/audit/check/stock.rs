@@ -14,7 +14,7 @@ impl Checker<'_> {
     /// The order's own log rows: each action at most once, for its product
     /// and quantity.
     pub(super) fn logs_of(&mut self, o: &OrderRec) {
-        let Some(l) = self.logs.get(o.id.as_str()) else {
+        let Some(l) = self.logs.get(&o.id) else {
             return;
         };
         let (reserves, releases) = (l.reserves.clone(), l.releases.clone());
@@ -65,15 +65,15 @@ impl Checker<'_> {
     /// placed during the audit are left alone; their units still count).
     pub(super) fn orphans(&mut self) {
         let s = self.s;
-        let known: HashSet<&str> = s.orders.iter().map(|o| o.id.as_str()).collect();
+        let known: HashSet<i64> = s.orders.iter().map(|o| o.id).collect();
         let mut seen = BTreeSet::new();
         for l in &s.logs {
-            let id = l.order_id.as_str();
-            if known.contains(id) || !seen.insert(id) {
+            let id = l.order_id;
+            if known.contains(&id) || !seen.insert(id) {
                 continue;
             }
-            if s.late_orders.contains(id) {
-                if let Some(ol) = self.logs.get(id) {
+            if s.late_orders.contains(&id) {
+                if let Some(ol) = self.logs.get(&id) {
                     *self.standing.entry(l.product_id).or_default() += ol.net();
                 }
                 continue;
@@ -82,14 +82,14 @@ impl Checker<'_> {
         }
         let mut seen = BTreeSet::new();
         for p in &s.payments {
-            let id = p.order_id.as_str();
-            if known.contains(id) || s.late_orders.contains(id) || !seen.insert(id) {
+            let id = p.order_id;
+            if known.contains(&id) || s.late_orders.contains(&id) || !seen.insert(id) {
                 continue;
             }
             self.violation(
                 3,
                 "payment_without_order",
-                &[id],
+                [id],
                 format!(
                     "payments has a {} payment of {} for order {id}, which does not exist",
                     p.status, p.amount

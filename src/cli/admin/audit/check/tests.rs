@@ -43,9 +43,9 @@ impl B {
         self
     }
     fn order(mut self, n: u32, q: i32, order: O, saga: S, step: P, age: i64) -> Self {
-        let id = format!("o{n}");
+        let id = i64::from(n);
         self.0.orders.push(OrderRec {
-            id: id.clone(),
+            id,
             saga_id: format!("s{n}"),
             product_id: 1,
             quantity: q,
@@ -68,7 +68,7 @@ impl B {
     }
     fn log(mut self, n: u32, action: &str, q: i32, success: bool) -> Self {
         self.0.logs.push(LogRec {
-            order_id: format!("o{n}"),
+            order_id: i64::from(n),
             product_id: 1,
             action: action.into(),
             quantity: q,
@@ -78,14 +78,14 @@ impl B {
     }
     fn pay(mut self, n: u32, status: &str) -> Self {
         self.0.payments.push(PaymentRec {
-            order_id: format!("o{n}"),
+            order_id: i64::from(n),
             amount: Decimal::new(1999, 2),
             status: status.into(),
         });
         self
     }
     /// One order of each outcome, consistent everywhere: 2 units of
-    /// product 1 stay reserved (order o1).
+    /// product 1 stay reserved (order 1).
     fn every_outcome() -> Self {
         B::new()
             .stock(1, 5, 2)
@@ -179,10 +179,10 @@ fn reserved_qty_off_by_one_is_named_by_product() {
 #[test]
 fn a_missing_payment_of_a_confirmed_order_is_named() {
     let mut b = B::every_outcome();
-    b.0.payments.retain(|p| p.order_id != "o1");
+    b.0.payments.retain(|p| p.order_id != 1);
     let r = b.check(GRACE);
     assert_eq!(kinds(&r), [(3, "confirmed_without_payment")]);
-    assert_eq!(r.violations[0].ids, ["o1", "s1"]);
+    assert_eq!(r.violations[0].ids, ["1", "s1"]);
 }
 
 #[test]
@@ -191,7 +191,7 @@ fn statuses_that_disagree_are_invariant_1() {
     b.0.orders[0].status = "PENDING".into();
     b.0.sagas.push(SagaRec {
         saga_id: "s9".into(),
-        order_id: "o9".into(),
+        order_id: 9,
         status: "COMPLETED".into(),
         current_step: "DONE".into(),
         failed_step: None,
@@ -231,7 +231,7 @@ fn sagas_in_flight_wait_for_the_grace() {
     // The same saga judged with no grace is stuck.
     let r = young.check(Duration::ZERO);
     assert_eq!(kinds(&r), [(4, "stuck")]);
-    assert_eq!(r.violations[0].ids, ["s4", "o4"]);
+    assert_eq!(r.violations[0].ids, ["s4", "4"]);
 }
 
 #[test]
@@ -277,8 +277,8 @@ fn duplicates_are_counted() {
 fn compensations_need_a_failed_payment_and_a_release() {
     let mut b = B::every_outcome();
     b.0.logs
-        .retain(|l| !(l.order_id == "o2" && l.action == RELEASE));
-    b.0.payments.retain(|p| p.order_id != "o2");
+        .retain(|l| !(l.order_id == 2 && l.action == RELEASE));
+    b.0.payments.retain(|p| p.order_id != 2);
     b.0.stock[0].reserved_qty += 3;
     let r = b.check(GRACE);
     assert_eq!(
@@ -302,18 +302,18 @@ fn a_charge_of_an_order_whose_reserve_failed_is_caught() {
 fn rows_of_unknown_orders_are_orphans_unless_placed_meanwhile() {
     let mut b = B::every_outcome();
     b.0.logs.push(LogRec {
-        order_id: "late".into(),
+        order_id: 900,
         product_id: 1,
         action: RESERVE.into(),
         quantity: 1,
         success: true,
     });
     b.0.stock[0].reserved_qty += 1;
-    b.0.late_orders.insert("late".into());
+    b.0.late_orders.insert(900);
     assert!(b.check(GRACE).is_clean());
     b.0.late_orders.clear();
     b.0.payments.push(PaymentRec {
-        order_id: "ghost".into(),
+        order_id: 901,
         amount: Decimal::ONE,
         status: PAYMENT_SUCCESS.into(),
     });
