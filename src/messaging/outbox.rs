@@ -502,7 +502,7 @@ mod tests {
     fn reserve() -> Message {
         Message::Reserve(InventoryCommand {
             saga_id: "0190a0c4-7c1e-7000-8000-000000000001".into(),
-            order_id: "0190a0c4-7c1e-7000-8000-000000000002".into(),
+            order_id: 2,
             product_id: 1,
             quantity: 1,
         })

@@ -240,7 +240,7 @@ async fn a_duplicate_inside_the_window_has_no_second_effect() {
     };
     let before = count(events.clone()).await;
     let mid = uuid::Uuid::now_v7().to_string();
-    let body = json!({"saga_id": saga, "order_id": order, "product_id": pid, "quantity": 2, "success": true})
+    let body = json!({"saga_id": saga, "order_id": order.parse::<i64>().unwrap(), "product_id": pid, "quantity": 2, "success": true})
         .to_string()
         .into_bytes();
     p.publish("saga.events", "inventory.reserved", &mid, &body)
