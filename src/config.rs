@@ -916,6 +916,8 @@ mod tests {
         assert_eq!(cfg.retention.dedup, Duration::from_secs(7 * 24 * 3600));
         assert_eq!(cfg.retention.interval, Duration::from_secs(60));
         figment::Jail::expect_with(|jail| {
+            jail.set_env("DOP_RETRY__DELAY", "1s");
+            jail.set_env("DOP_RETRY__MAX_ATTEMPTS", "5");
             jail.set_env("DOP_RETENTION__DEDUP", "1h");
             let fig = || {
                 Figment::from(Serialized::defaults(Config::default()))

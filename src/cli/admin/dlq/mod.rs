@@ -286,7 +286,8 @@ mod tests {
         use std::time::{Duration, SystemTime};
         let mut cfg = Config::default();
         cfg.retention.dedup = Duration::from_secs(3600);
-        // retry span: 1 s × 5 attempts.
+        cfg.retry.delay = Duration::from_secs(1);
+        cfg.retry.max_attempts = 5;
         let now = SystemTime::now();
         let v7_at = |t: SystemTime| {
             let d = t.duration_since(std::time::UNIX_EPOCH).unwrap();
