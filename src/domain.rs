@@ -128,6 +128,16 @@ impl<'de> Deserialize<'de> for Money {
     }
 }
 
+/// Serializes a DATETIME as the API writes timestamps: UTC, RFC 3339 with
+/// milliseconds (docs/contract.md section 4). The columns hold UTC:
+/// diesel-async sets the session time zone.
+pub fn utc<S: Serializer>(t: &chrono::NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(
+        &t.and_utc()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! Stock levels: create, read, set. Only these change
 //! `available_qty + reserved_qty`.
 
+use crate::domain::utc;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -29,13 +30,6 @@ pub struct Inventory {
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "utc")]
     pub updated_at: NaiveDateTime,
-}
-
-fn utc<S: serde::Serializer>(t: &NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(
-        &t.and_utc()
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    )
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,5 +1,6 @@
 //! Rows of orders_db and their JSON views.
 
+use crate::domain::utc;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use rust_decimal::Decimal;
@@ -74,14 +75,6 @@ pub struct SagaEventRow {
     pub reason: Option<String>,
     #[serde(serialize_with = "utc")]
     pub created_at: NaiveDateTime,
-}
-
-/// DATETIMEs are UTC (diesel-async sets the session time zone).
-pub fn utc<S: serde::Serializer>(t: &NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(
-        &t.and_utc()
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    )
 }
 
 #[derive(Serialize)]

@@ -7,6 +7,7 @@
 //! first shows as a duplicate key, the Runner tries again, and the re-read
 //! finds the row and re-emits it.
 
+use crate::domain::utc;
 use chrono::NaiveDateTime;
 use diesel::{dsl::sql, prelude::*, sql_types::Text};
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -63,14 +64,6 @@ pub struct PaymentView {
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "utc")]
     pub updated_at: NaiveDateTime,
-}
-
-/// DATETIMEs are UTC (diesel-async sets the session time zone).
-fn utc<S: serde::Serializer>(t: &NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(
-        &t.and_utc()
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    )
 }
 
 impl From<PaymentRow> for PaymentView {
