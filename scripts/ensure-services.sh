@@ -97,7 +97,7 @@ if ! mariadb_up; then
   if [[ ! -d /var/lib/mysql/mysql ]] && have mariadb-install-db; then
     mariadb-install-db --user=mysql >/dev/null
   fi
-  mkdir -p /run/mysqld && chown mysql: /run/mysqld 2>/dev/null || true
+  if mkdir -p /run/mysqld 2>/dev/null; then chown mysql: /run/mysqld 2>/dev/null || true; fi
   start-stop-daemon --start --oknodo --background --exec "$mariadbd" -- --user=mysql \
     || { say "FAIL: could not start MariaDB (is the mariadb-server package installed?)"; exit 1; }
   wait_for MariaDB 60 mariadb_up || exit 1
