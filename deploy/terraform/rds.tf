@@ -79,6 +79,9 @@ resource "aws_db_instance" "mysql" {
   engine_lifecycle_support = "open-source-rds-extended-support-disabled"
   instance_class           = var.db_instance_class
 
+  # Storage autoscaling: start small, let RDS grow the volume as the tables
+  # grow (about 0.2 GB per day per order/s, docs/operations.md "Sizing"),
+  # up to a ceiling that costs nothing until it is used.
   allocated_storage     = var.db_allocated_storage
   max_allocated_storage = var.db_max_allocated_storage
   storage_type          = "gp3"

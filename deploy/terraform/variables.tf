@@ -218,9 +218,9 @@ variable "db_allocated_storage" {
 }
 
 variable "db_max_allocated_storage" {
-  description = "Storage autoscaling ceiling, GiB: RDS grows the volume by itself up to this when free space runs low. The default is sized in docs/scaling.md (\"Database storage\"): about 7 KiB per saga while its dedup records live (retention.dedup, 7 days), so 100 GiB holds a week of a sustained ~170 orders/s with room to spare for indexes and binlogs."
+  description = "Storage autoscaling ceiling, GiB: RDS grows the volume by itself, up to this, when free space runs low, and bills only what it has grown to. The three databases take about 2.4 KB per saga, 0.2 GB per day per order/s of average rate (docs/operations.md, \"Sizing\"): 1,000 GiB lasts about 45 days at an average 100 orders/s, or over a year at 10/s. Raise it (or archive) before a deployment gets there."
   type        = number
-  default     = 100
+  default     = 1000
 }
 
 variable "db_multi_az" {
