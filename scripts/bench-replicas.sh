@@ -9,8 +9,10 @@
 #     they hold on a shared machine;
 #   - the database's work: statements, commits, rows written and read, redo
 #     bytes and fsyncs, from SHOW GLOBAL STATUS deltas, minus what the server
-#     did in an idle window of the same length just before (other users of
-#     a shared server, and the idle roles' own polling).
+#     did in an idle window just before (other users of a shared server, and
+#     the idle roles' own polling); and the rows read and changed in this
+#     run's own schemas, from MariaDB's user statistics (switched on for the
+#     run and back off after), which other users cannot disturb.
 #
 #   scripts/bench-replicas.sh [--replicas N] [--rate R] [--duration S] [--idle S]
 #
@@ -22,7 +24,7 @@
 # Uses its own databases (replicas_bench_orders, _inventory, _payments), reset
 # at each run, its own vhost (dop_replicas_bench) and ports from 18281 (three
 # per replica). Needs a release build (target/release/dop, or DOP_BIN). The
-# result is printed as a table and saved as JSON in .stack/bench-replicas/.
+# result is printed and saved as JSON in .stack/bench-replicas-results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,9 +62,11 @@ on() {
     scripts/stack.sh "$@"
 }
 
+userstat_was=""
 cleanup() {
   local r
   for ((r = 0; r < replicas; r++)); do on "$r" stop all >/dev/null 2>&1 || true; done
+  if [[ -n $userstat_was ]]; then sql "SET GLOBAL userstat = $userstat_was" || true; fi
 }
 trap cleanup EXIT
 
@@ -89,13 +93,23 @@ cpu_ticks() {
   done < <(pids)
 }
 
+# db_status: "name value" lines. The server-wide counters (SHOW GLOBAL
+# STATUS) count everybody's work; the rows of this run's own schemas come
+# from MariaDB's user statistics (TABLE_STATISTICS, userstat on for the run),
+# which no other user of the server can disturb.
 db_status() {
-  sql "SHOW GLOBAL STATUS WHERE Variable_name IN ('Questions','Com_commit','Com_begin','Com_insert','Com_update','Com_delete','Com_select','Innodb_rows_inserted','Innodb_rows_updated','Innodb_rows_deleted','Innodb_rows_read','Innodb_os_log_written','Innodb_os_log_fsyncs','Innodb_data_fsyncs','Handler_commit')"
+  sql "SHOW GLOBAL STATUS WHERE Variable_name IN ('Questions','Com_commit','Com_begin','Com_insert','Com_update','Com_delete','Com_delete_multi','Com_select','Innodb_os_log_written','Innodb_data_fsyncs','Handler_commit','Handler_write','Handler_update','Handler_delete','Handler_read_key','Handler_read_next')"
+  sql "SELECT 'schema_rows_read', COALESCE(SUM(ROWS_READ), 0) FROM information_schema.TABLE_STATISTICS WHERE TABLE_SCHEMA LIKE 'replicas\\_bench\\_%'
+       UNION ALL SELECT 'schema_rows_changed', COALESCE(SUM(ROWS_CHANGED), 0) FROM information_schema.TABLE_STATISTICS WHERE TABLE_SCHEMA LIKE 'replicas\\_bench\\_%'
+       UNION ALL SELECT 'schema_index_entries_changed', COALESCE(SUM(ROWS_CHANGED_X_INDEXES), 0) FROM information_schema.TABLE_STATISTICS WHERE TABLE_SCHEMA LIKE 'replicas\\_bench\\_%'"
 }
 
 # The main RabbitMQ node's own answer, not a guess among beam.smp processes
 # (other nodes may run beside it).
 rabbit_pid=$(rabbitmqctl -q eval 'os:getpid().' | tr -dc '0-9')
+
+userstat_was=$(sql "SELECT @@userstat")
+sql "SET GLOBAL userstat = ON"
 
 say "fresh databases and vhost; $replicas replica(s) of every role"
 for db in replicas_bench_orders replicas_bench_inventory replicas_bench_payments; do sql "DROP DATABASE IF EXISTS $db"; done
@@ -129,9 +143,11 @@ end=$(date +%s.%N)
 db_status >"$base/db.2"
 cpu_ticks >"$base/cpu.2"
 
-python3 - "$base" "$replicas" "$rate" "$idle" "$start" "$end" "$(getconf CLK_TCK)" <<'EOF'
-import json, sys
-base, replicas, rate, idle, start, end, hz = sys.argv[1:]
+results="$PWD/.stack/bench-replicas-results"
+mkdir -p "$results"
+python3 - "$base" "$replicas" "$rate" "$idle" "$start" "$end" "$(getconf CLK_TCK)" "$results" <<'EOF'
+import json, sys, time
+base, replicas, rate, idle, start, end, hz, results = sys.argv[1:]
 replicas, rate, idle, hz = int(replicas), float(rate), float(idle), float(hz)
 elapsed = float(end) - float(start)
 
@@ -164,11 +180,16 @@ result = {
     "cpu_ms_per_saga": {k: round(1000 * v / sagas, 3) for k, v in cpu.items()},
     "db_per_saga": {k: round(v / sagas, 2) for k, v in db.items()},
 }
-json.dump(result, open(f"{base}/result-{replicas}x-{int(rate)}.json", "w"), indent=1)
 print(f"{replicas} replica(s) per role, {rate:g} orders/s: {sagas} sagas in {elapsed:.1f} s "
       f"(accepted {bench['ok']}, errors {bench['errors']}, drained {bench['sagas']['drained']}, "
       f"audit clean {bench['audit']['clean']})")
 print(f"POST p99 {result['post_p99_ms']} ms, saga p99 {result['saga_p99_ms']} ms")
 print("CPU ms per saga: " + ", ".join(f"{k} {v:.3f}" for k, v in result["cpu_ms_per_saga"].items()))
 print("database per saga (idle window subtracted): " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(result["db_per_saga"].items())))
+noise = {k: round((db1.get(k, 0) - db0.get(k, 0)) / idle, 1) for k in ("Questions", "Com_commit", "Innodb_os_log_written")}
+result["idle_window_per_s"] = noise
+out = f"{results}/{time.strftime('%Y%m%dT%H%M%S')}-{replicas}x-{int(rate)}.json"
+json.dump(result, open(out, "w"), indent=1)
+print(f"saved {out}")
+print("server-wide in the idle window, per second (others' work shows here): " + ", ".join(f"{k} {v}" for k, v in noise.items()))
 EOF
