@@ -443,7 +443,11 @@ mod tests {
         for _ in 0..4 {
             assert_eq!(t.post_order().await, Ok(()));
         }
-        assert_eq!(hits.load(Ordering::Relaxed), 4, "every order reached the live one");
+        assert_eq!(
+            hits.load(Ordering::Relaxed),
+            4,
+            "every order reached the live one"
+        );
         let none = Target::new(Client::default(), vec![dead], &[8001], 8, 1);
         assert_eq!(none.post_order().await, Err(ErrorKind::Connect));
     }

@@ -232,13 +232,7 @@ pub async fn run_saga_bench(cfg: &Config, opts: &SagaOpts) -> anyhow::Result<Ben
     if urls.is_empty() {
         bail!("--order-url names no URL");
     }
-    let target = Arc::new(Target::new(
-        client,
-        urls,
-        &products,
-        BODIES,
-        rand::random(),
-    ));
+    let target = Arc::new(Target::new(client, urls, &products, BODIES, rand::random()));
     let rec = Arc::new(Recorder::new()?);
     // The run's sagas are those created from here on (the roles stamp
     // created_at with their UTC clock, after the request left).
