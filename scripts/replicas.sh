@@ -10,7 +10,7 @@
 # replica stopped by itself (no SIGKILL after the grace period) with its
 # outbox flushed.
 #
-#   scripts/replicas.sh              the full run (about 3 minutes)
+#   scripts/replicas.sh              the full run (about 2 minutes)
 #   scripts/replicas.sh --short      the short run the test suite uses (~1 minute)
 #
 # Uses its own databases (replicas_orders, replicas_inventory,
