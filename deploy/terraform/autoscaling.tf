@@ -73,9 +73,10 @@ resource "aws_appautoscaling_policy" "queue_backlog" {
     scale_in_cooldown  = 300
 
     # Messages waiting per running task: the queue's MessageCount (ready
-    # plus unacknowledged; Amazon MQ publishes it per queue for RabbitMQ
-    # 3.x with the dimensions Broker, VirtualHost, Queue) over the service's
-    # RunningTaskCount (Container Insights, on for the cluster in ecs.tf).
+    # plus unacknowledged; Amazon MQ publishes it per queue, dimensions
+    # Broker, VirtualHost, Queue, for the RabbitMQ 3.x engines; see
+    # var.queue_backlog_per_task) over the service's RunningTaskCount
+    # (Container Insights, on for the cluster in ecs.tf).
     customized_metric_specification {
       metrics {
         id          = "waiting"

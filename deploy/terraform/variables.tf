@@ -158,7 +158,7 @@ variable "order_cpu_target" {
 }
 
 variable "queue_backlog_per_task" {
-  description = "Messages waiting (ready plus unacknowledged) in inventory.commands or payment.commands per running task that the inventory and payment autoscaling aims at. Amazon MQ publishes the per-queue MessageCount only for RabbitMQ 3.x engines (mq_engine_version)."
+  description = "Messages waiting (ready plus unacknowledged) in inventory.commands or payment.commands per running task that the inventory and payment autoscaling aims at. It reads Amazon MQ's per-queue MessageCount (dimensions Broker, VirtualHost, Queue), published for the RabbitMQ 3.x engines (mq_engine_version defaults to 3.13); check that the metric exists before moving to another engine line."
   type        = number
   default     = 400
 
