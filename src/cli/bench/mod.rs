@@ -68,7 +68,10 @@ pub struct Opts {
     /// One JSON object on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
-    /// The order role (default: http://127.0.0.1:<order.port>).
+    /// The order role (default: http://127.0.0.1:<order.port>). Several
+    /// replicas: their URLs separated by commas; orders take turns, and one
+    /// whose connection is refused goes to the next (as a load balancer
+    /// routes around a stopped replica).
     #[arg(long)]
     pub order_url: Option<String>,
     /// The inventory role (default: http://127.0.0.1:<inventory.port>).
