@@ -32,7 +32,7 @@ use crate::{
         },
         payment::{
             charge,
-            decide::{PayCommand, PayOutcome},
+            decide::{PayCommand, PayKind, PayOutcome},
         },
     },
     saga::Event,
@@ -129,6 +129,7 @@ pub async fn one_saga(
 
     let t = Instant::now();
     let pay = PayCommand {
+        kind: PayKind::Process,
         message_id: id(),
         trace_id: trace.clone(),
         saga_id: saga_id.clone(),

@@ -38,14 +38,16 @@ pub fn command_message(cmd: Command, order: &OrderRow) -> Message {
         product_id: order.product_id,
         quantity: order.quantity,
     };
+    let pay = || PaymentCommand {
+        saga_id: order.saga_id.clone(),
+        order_id: order.id,
+        amount: Money::from_db(order.total_amount),
+    };
     match cmd {
         Command::Reserve => Message::Reserve(inv()),
         Command::Release => Message::Release(inv()),
-        Command::ProcessPayment => Message::ProcessPayment(PaymentCommand {
-            saga_id: order.saga_id.clone(),
-            order_id: order.id,
-            amount: Money::from_db(order.total_amount),
-        }),
+        Command::ProcessPayment => Message::ProcessPayment(pay()),
+        Command::CancelPayment => Message::CancelPayment(pay()),
     }
 }
 

@@ -40,6 +40,12 @@ fn event_of(msg: &Message) -> Option<(Event, Option<String>)> {
             Event::PaymentProcessed { success: r.success },
             r.reason.clone(),
         ),
+        Message::PaymentCancelled(r) => (
+            Event::PaymentCancelled {
+                charged: !r.cancelled,
+            },
+            r.reason.clone(),
+        ),
         _ => return None,
     })
 }
