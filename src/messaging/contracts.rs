@@ -22,6 +22,13 @@ pub struct PaymentCommand {
     pub saga_id: String,
     pub order_id: i64,
     pub amount: Money,
+    /// dop's addition on `payment.process`: past this instant the order role
+    /// has given up on the payment (`saga.step_timeout`), so the payment
+    /// role records the order as never to be charged instead of charging it
+    /// (docs/design/barrier.md). Absent (the original's commands, or no
+    /// deadline): no expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -254,6 +261,13 @@ mod tests {
                 saga_id: SAGA.into(),
                 order_id: ORDER,
                 amount: "5.00".parse().unwrap(),
+                expires_at: None,
+            }),
+            Message::ProcessPayment(PaymentCommand {
+                saga_id: SAGA.into(),
+                order_id: ORDER,
+                amount: "5.00".parse().unwrap(),
+                expires_at: Some("2026-11-30T12:00:01.5Z".parse().unwrap()),
             }),
             Message::PaymentCancelled(PaymentCancelResult {
                 saga_id: SAGA.into(),
@@ -271,6 +285,7 @@ mod tests {
             saga_id: SAGA.into(),
             order_id: ORDER,
             amount: "199.98".parse().unwrap(),
+            expires_at: None,
         });
         assert!(
             pay.to_json().contains("\"amount\":199.98"),

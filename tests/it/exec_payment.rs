@@ -61,6 +61,7 @@ fn command(pos: usize, (o, k, declined): (usize, usize, bool)) -> PayCommand {
         order_id: o as i64 + 1,
         amount: AMOUNTS[o % AMOUNTS.len()].parse().unwrap(),
         declined,
+        expired: false,
         tx_id: uuid(4, pos),
     }
 }

@@ -40,6 +40,9 @@ pub struct Opts {
     pub broker_proxy: bool,
     /// Route the roles' database connections through a proxy.
     pub db_proxy: bool,
+    /// `saga.step_timeout` and `saga.deadline` (the defaults: 2 min, 10 min).
+    pub step_timeout: Duration,
+    pub saga_deadline: Duration,
 }
 
 impl Default for Opts {
@@ -54,6 +57,8 @@ impl Default for Opts {
             max_attempts: 3,
             broker_proxy: false,
             db_proxy: false,
+            step_timeout: Duration::from_secs(120),
+            saga_deadline: Duration::from_secs(600),
         }
     }
 }
@@ -128,6 +133,9 @@ impl Stack {
         cfg.payment.failure_rate = opts.payment_failure_rate;
         cfg.recovery.interval = opts.recovery_interval;
         cfg.recovery.stuck_after = opts.stuck_after;
+        cfg.saga.step_timeout = opts.step_timeout;
+        cfg.saga.deadline = opts.saga_deadline;
+        cfg.saga.check_interval = Duration::from_millis(200);
         cfg.retry.delay = Duration::from_millis(300);
         cfg.retry.max_attempts = opts.max_attempts;
         cfg.outbox.sweep_interval = Duration::from_millis(300);

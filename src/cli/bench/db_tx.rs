@@ -136,6 +136,7 @@ pub async fn one_saga(
         order_id,
         amount: amount.decimal(),
         declined: false,
+        expired: false,
         tx_id: id(),
     };
     let charged = charge::execute(&p.runner("payment", &p.payments), &[pay]).await;
@@ -171,7 +172,7 @@ async fn event(
         event,
         reason: None,
     };
-    let applied = sagas::execute(&p.runner("saga", &p.orders), &[e]).await;
+    let applied = sagas::execute(&p.runner("saga", &p.orders), &[e], &Default::default()).await;
     anyhow::ensure!(
         matches!(
             one("saga event", applied)?.outcome,

@@ -38,6 +38,8 @@ pub const DECLINED: &str = "SIMULATED_FAILURE";
 /// Status and reason of the tombstone `payment.cancel` writes.
 pub const CANCELLED: &str = "CANCELLED";
 pub const CANCELLED_REASON: &str = "PAYMENT_CANCELLED";
+/// Reason of the tombstone a `payment.process` past its `expires_at` writes.
+pub const EXPIRED_REASON: &str = "PAYMENT_EXPIRED";
 
 /// What a payment command asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +64,9 @@ pub struct PayCommand {
     pub amount: Decimal,
     /// Drawn from `payment.failure_rate`: decline this charge.
     pub declined: bool,
+    /// Read from the clock on arrival: the command is past its
+    /// `expires_at`, so the order role has given up on it.
+    pub expired: bool,
     /// The transaction id a successful new charge records.
     pub tx_id: String,
 }
@@ -196,7 +201,11 @@ pub fn decide(recorded: &[Recorded], cmds: &[PayCommand]) -> PayDecision {
                     continue;
                 }
             };
-            let (status, tx_id, reason) = if c.declined {
+            let (status, tx_id, reason) = if c.expired {
+                // Too late to charge: the order's one row becomes the
+                // tombstone a cancel would have written.
+                (CANCELLED, None, Some(EXPIRED_REASON.to_string()))
+            } else if c.declined {
                 ("FAILED", None, Some(DECLINED.to_string()))
             } else {
                 ("SUCCESS", Some(c.tx_id.clone()), None)
@@ -369,6 +378,24 @@ mod tests {
         ));
     }
 
+    /// A process past its expiry is never charged: it writes the
+    /// tombstone, and a cancel after it finds nothing was charged.
+    #[test]
+    fn an_expired_process_writes_the_tombstone() {
+        let mut late = cmd(1, 1, "5.00");
+        late.expired = true;
+        let d = decide(&[], &[late, cancel_cmd(2, 1), cmd(3, 1, "5.00")]);
+        assert_eq!(d.payments.len(), 1);
+        assert_eq!(
+            (d.payments[0].status, d.payments[0].reason.as_deref()),
+            (CANCELLED, Some(EXPIRED_REASON))
+        );
+        let r = charged(&d, 0);
+        assert!(!r.success && r.tx_id.is_none());
+        assert!(answer(&d, 1).0.cancelled);
+        assert!(matches!(&d.outcomes[2], PayOutcome::Repeated(r) if !r.success));
+    }
+
     fn cmd(n: usize, order: i64, amount: &str) -> PayCommand {
         PayCommand {
             kind: PayKind::Process,
@@ -378,6 +405,7 @@ mod tests {
             order_id: order,
             amount: amount.parse().unwrap(),
             declined: false,
+            expired: false,
             tx_id: format!("tx{n}"),
         }
     }

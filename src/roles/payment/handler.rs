@@ -6,7 +6,7 @@ use rand::Rng;
 
 use super::{
     charge::{self, Charged},
-    decide::{PayCommand, PayKind, PayOutcome, CANCELLED_REASON},
+    decide::{PayCommand, PayKind, PayOutcome, CANCELLED_REASON, EXPIRED_REASON},
 };
 use crate::{
     context::AppState,
@@ -53,6 +53,8 @@ impl Handler for PaymentHandler {
                         declined: kind == PayKind::Process
                             && rate > 0.0
                             && rand::rng().random::<f64>() < rate,
+                        expired: kind == PayKind::Process
+                            && c.expires_at.is_some_and(|t| t <= chrono::Utc::now()),
                         tx_id: uuid::Uuid::now_v7().to_string(),
                     });
                 }
@@ -103,8 +105,14 @@ fn settle(c: &PayCommand, outcome: PayOutcome) -> Outcome {
             tracing::info!(order_id = %c.order_id, saga_id = %c.saga_id, trace_id = %c.trace_id, command = RK_PAY_CANCEL, cancelled = result.cancelled, tombstone, "payment cancel handled");
             Outcome::Ack
         }
-        PayOutcome::Repeated(r) if r.reason.as_deref() == Some(CANCELLED_REASON) => {
+        PayOutcome::Repeated(r)
+            if matches!(r.reason.as_deref(), Some(CANCELLED_REASON | EXPIRED_REASON)) =>
+        {
             tracing::warn!(order_id = %c.order_id, saga_id = %c.saga_id, trace_id = %c.trace_id, command = RK_PAY, "payment arrived after its cancel; refused, nothing charged");
+            Outcome::Ack
+        }
+        PayOutcome::Charged(r) if r.reason.as_deref() == Some(EXPIRED_REASON) => {
+            tracing::warn!(order_id = %c.order_id, saga_id = %c.saga_id, trace_id = %c.trace_id, command = RK_PAY, "payment arrived after the order gave up on it; recorded as cancelled, nothing charged");
             Outcome::Ack
         }
         PayOutcome::Charged(r) => {
