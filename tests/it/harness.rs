@@ -371,6 +371,24 @@ impl Stack {
         assert_eq!(r.status, 201, "{}", r.text());
     }
 
+    /// Adds a product straight into inventory_db (the inventory role may
+    /// be down).
+    pub async fn add_product_direct(&self, product_id: i64, qty: i32) {
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        use dop::roles::inventory::schema::inventories;
+        let mut c = self.db(Role::Inventory).await;
+        diesel::insert_into(inventories::table)
+            .values((
+                inventories::product_id.eq(product_id),
+                inventories::available_qty.eq(qty),
+                inventories::reserved_qty.eq(0),
+            ))
+            .execute(&mut c)
+            .await
+            .expect("insert a product");
+    }
+
     pub async fn inventory(&self, product_id: i64) -> Value {
         let r = self
             .get(Role::Inventory, &format!("/inventory/{product_id}"))

@@ -213,8 +213,12 @@ impl State {
             message_id,
             reason: reason.clone(),
         };
-        // A saga keeps the reason it failed or started compensating for.
-        if matches!(to.0, SagaStatus::Failed | SagaStatus::Compensating) {
+        // A saga keeps the reason it failed or started compensating for
+        // (a step of the compensation does not replace it: a payment
+        // cancelled after a timeout still says why it was cancelled).
+        let starts_compensating = to.0 == SagaStatus::Compensating
+            && SagaStatus::parse(&saga.status) != Some(SagaStatus::Compensating);
+        if to.0 == SagaStatus::Failed || starts_compensating {
             if let Some(r) = reason {
                 saga.failure_reason = Some(r);
             }

@@ -284,11 +284,37 @@ pub async fn resend(
     Ok(Some(d))
 }
 
+/// What an interrupt did, and the command it wrote (committed).
+pub type InterruptResult = (Result<Interrupted, NotInterrupted>, Vec<OutboxMessage>);
+
 /// Interrupts one saga going forward (a deadline or the customer's cancel,
 /// `decide::decide_interrupt`) in one transaction under the saga's lock, so
 /// of two replicas (or a check and a cancel) racing for one saga, exactly
-/// one moves it; the compensating command is enqueued after the commit.
-/// `Ok(None)`: no saga with this id.
+/// one moves it. Returns the committed command for the relay; `Ok(None)`:
+/// no saga with this id.
+pub async fn interrupt_in(
+    conn: &mut AsyncMysqlConnection,
+    saga_id: &str,
+    why: Interrupt,
+    trace_id: &str,
+) -> QueryResult<Option<InterruptResult>> {
+    let now = chrono::Utc::now().naive_utc();
+    conn.transaction::<_, diesel::result::Error, _>(async |c| {
+        let Some((saga, order)) = lock_saga(c, saga_id).await? else {
+            return Ok(None);
+        };
+        let message_id = uuid::Uuid::now_v7().to_string();
+        let d = decide::decide_interrupt(saga, order, why, now, message_id, trace_id.into());
+        let msgs = match &d {
+            Ok(i) => write(c, &i.writes).await?,
+            Err(_) => Vec::new(),
+        };
+        Ok(Some((d, msgs)))
+    })
+    .await
+}
+
+/// `interrupt_in`, with the command enqueued on the relay after the commit.
 pub async fn interrupt(
     ctx: &Ctx,
     conn: &mut AsyncMysqlConnection,
@@ -296,22 +322,9 @@ pub async fn interrupt(
     why: Interrupt,
 ) -> QueryResult<Option<Result<Interrupted, NotInterrupted>>> {
     let trace_id = new_trace_id();
-    let now = chrono::Utc::now().naive_utc();
-    let r = conn
-        .transaction::<_, diesel::result::Error, _>(async |c| {
-            let Some((saga, order)) = lock_saga(c, saga_id).await? else {
-                return Ok(None);
-            };
-            let message_id = uuid::Uuid::now_v7().to_string();
-            let d = decide::decide_interrupt(saga, order, why, now, message_id, trace_id.clone());
-            let msgs = match &d {
-                Ok(i) => write(c, &i.writes).await?,
-                Err(_) => Vec::new(),
-            };
-            Ok(Some((d, msgs)))
-        })
-        .await?;
-    let Some((d, msgs)) = r else { return Ok(None) };
+    let Some((d, msgs)) = interrupt_in(conn, saga_id, why, &trace_id).await? else {
+        return Ok(None);
+    };
     if let Ok(i) = &d {
         tracing::info!(saga_id = %saga_id, trace_id = %trace_id, step = %i.step, reason = %i.reason, "saga interrupted; compensating");
         ctx.outbox.enqueue(msgs);
