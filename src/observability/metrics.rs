@@ -284,6 +284,19 @@ impl Metrics {
                 status: status.into(),
             });
         }
+        for step in ["RESERVING_INVENTORY", "PROCESSING_PAYMENT"] {
+            for deadline in ["step_timeout", "deadline"] {
+                let _ = saga_timeouts.get_or_create(&StepLabels {
+                    step: step.into(),
+                    deadline: deadline.into(),
+                });
+            }
+        }
+        for outcome in ["compensating", "already_ended", "refused_confirmed"] {
+            let _ = saga_cancellations.get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            });
+        }
         let _ = outbox_backlog.get_or_create(&ServiceLabels {
             service: service.to_string(),
         });

@@ -7,7 +7,10 @@
 
 use std::time::Duration;
 
-use dop::roles::Role;
+use dop::{
+    cli::admin::sagas::{render_list, AdminApi, ListOpts},
+    roles::Role,
+};
 use serde_json::{json, Value};
 
 use crate::harness::{eventually, metric, product_id, Opts, Stack};
@@ -86,6 +89,19 @@ async fn payment_down_past_its_timeout_compensates_and_charges_nothing() {
         3.0,
         "{m}"
     );
+    // What the operator sees: `dop admin sagas --status COMPENSATED`.
+    let api = AdminApi::new(&s.url(Role::Order, ""))
+        .unwrap()
+        .with_read_token("test-token");
+    let (list, _) = api
+        .list(&ListOpts {
+            status: Some("COMPENSATED".into()),
+            ..ListOpts::default()
+        })
+        .await
+        .unwrap();
+    let table = render_list(&list);
+    assert_eq!(table.matches("payment timed out").count(), 3, "{table}");
     assert_clean(&s).await;
     s.teardown().await;
 }
