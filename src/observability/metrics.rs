@@ -442,6 +442,8 @@ pub const EXPORTED: &[&str] = &[
     "http_request_duration_seconds",
     "saga_total",
     "saga_duration_seconds",
+    "saga_timeouts_total",
+    "saga_cancellations_total",
     "messages_published_total",
     "messages_returned_total",
     "messages_consumed_total",
