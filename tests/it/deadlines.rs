@@ -236,3 +236,54 @@ async fn a_customer_cancels_once_and_a_confirmed_order_refuses() {
     assert_clean(&s).await;
     s.teardown().await;
 }
+
+/// Two replicas' deadline checks at once over the same sagas: each saga is
+/// interrupted exactly once (one `saga.timed_out` row, one cancel sent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_deadline_checks_at_once_interrupt_each_saga_once() {
+    let s = Stack::start(Opts {
+        roles: vec![Role::Order, Role::Inventory],
+        ..Opts::default()
+    })
+    .await;
+    let pid = product_id();
+    s.add_product(pid, 50).await;
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        ids.push(s.order(pid, 1, "3.00").await);
+    }
+    for id in &ids {
+        eventually("at the payment step", T, async || {
+            (s.order_status(id).await == "INVENTORY_RESERVED").then_some(())
+        })
+        .await;
+    }
+    // The stack's own check waits 2 minutes; these two see every step late.
+    let cfg = dop::config::SagaConfig {
+        step_timeout: Duration::from_millis(1),
+        deadline: Duration::ZERO,
+        check_interval: Duration::from_secs(1),
+    };
+    let (a, b) = (s.ctx(Role::Order), s.ctx(Role::Order));
+    let (ra, rb) = tokio::join!(
+        dop::roles::order::deadlines::expire(&a, &cfg, 500),
+        dop::roles::order::deadlines::expire(&b, &cfg, 500)
+    );
+    assert_eq!(ra.unwrap() + rb.unwrap(), ids.len());
+    for id in &ids {
+        let ev = events(&saga(&s, id).await);
+        assert_eq!(
+            ev.iter().filter(|e| *e == "saga.timed_out").count(),
+            1,
+            "{ev:?}"
+        );
+    }
+    // A third check finds nothing left to interrupt.
+    assert_eq!(
+        dop::roles::order::deadlines::expire(&a, &cfg, 500)
+            .await
+            .unwrap(),
+        0
+    );
+    s.teardown().await;
+}

@@ -49,19 +49,25 @@ pub async fn expire(ctx: &Ctx, cfg: &SagaConfig, limit: i64) -> anyhow::Result<u
     let now = chrono::Utc::now().naive_utc();
     let step_cutoff = cutoff(now, cfg.step_timeout)?;
     let saga_cutoff = cutoff(now, cfg.deadline)?;
-    // A cutoff that is off matches nothing.
-    let never = chrono::NaiveDateTime::MIN;
     let mut conn = ctx.pool.get().await?;
     let ids: Vec<String> = conn
         .transaction::<_, diesel::result::Error, _>(async |c| {
-            saga_states::table
+            let mut q = saga_states::table
                 .filter(saga_states::status.eq(SagaStatus::InProgress.as_str()))
-                .filter(
+                .into_boxed();
+            // Only the deadlines that are on (a cutoff of "the beginning of
+            // time" would not even fit a DATETIME).
+            q = match (step_cutoff, saga_cutoff) {
+                (Some(st), Some(sg)) => q.filter(
                     saga_states::step_started_at
-                        .le(step_cutoff.unwrap_or(never))
-                        .or(saga_states::created_at.le(saga_cutoff.unwrap_or(never))),
-                )
-                .order(saga_states::step_started_at.asc())
+                        .le(st)
+                        .or(saga_states::created_at.le(sg)),
+                ),
+                (Some(st), None) => q.filter(saga_states::step_started_at.le(st)),
+                (None, Some(sg)) => q.filter(saga_states::created_at.le(sg)),
+                (None, None) => return Ok(Vec::new()),
+            };
+            q.order(saga_states::step_started_at.asc())
                 .limit(limit)
                 .select(saga_states::saga_id)
                 .load(c)
