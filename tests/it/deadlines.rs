@@ -285,5 +285,37 @@ async fn two_deadline_checks_at_once_interrupt_each_saga_once() {
             .unwrap(),
         0
     );
+    // The saga's own deadline alone (step timeouts off).
+    let late = s.order(pid, 1, "3.00").await;
+    eventually("at the payment step", T, async || {
+        (s.order_status(&late).await == "INVENTORY_RESERVED").then_some(())
+    })
+    .await;
+    let whole = dop::config::SagaConfig {
+        step_timeout: Duration::ZERO,
+        deadline: Duration::from_millis(1),
+        ..cfg
+    };
+    assert_eq!(
+        dop::roles::order::deadlines::expire(&a, &whole, 500)
+            .await
+            .unwrap(),
+        1
+    );
+    let g = saga(&s, &late).await;
+    assert_eq!(
+        g["saga"]["failure_reason"],
+        "saga deadline passed during payment"
+    );
+    let m = s.get(Role::Order, "/metrics").await.text();
+    assert_eq!(
+        metric(
+            &m,
+            "saga_timeouts_total",
+            r#"step="PROCESSING_PAYMENT",deadline="deadline""#
+        ),
+        1.0,
+        "{m}"
+    );
     s.teardown().await;
 }
