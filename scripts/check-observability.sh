@@ -63,6 +63,7 @@ ALLOWED = {
     "messages_published_total", "messages_consumed_total", "outbox_backlog",
     "outbox_relay_latency_seconds", "dlq_depth", "dlq_messages", "inventory_reserve_rejections_total",
     "db_pool_connections", "db_pool_max", "batch_failures_total",
+    "saga_timeouts_total", "saga_cancellations_total",
 }
 KEYWORDS = {"by", "without", "or", "and", "unless", "on", "ignoring", "group_left", "group_right", "bool", "offset"}
 d = json.load(open(sys.argv[1]))

@@ -65,3 +65,6 @@ scripts/chaos.sh --short
 
 step "the short replica run (two replicas of every role, crashed and scaled in under load; must lose nothing)"
 scripts/replicas.sh --short
+
+step "the short deadline chaos run (payment down past saga.step_timeout under load: those sagas compensate, none is charged)"
+scripts/chaos.sh --deadline --short

@@ -145,6 +145,7 @@ pub struct Config {
     pub rabbitmq: RabbitConfig,
     pub retry: RetryConfig,
     pub recovery: RecoveryConfig,
+    pub saga: SagaConfig,
     pub outbox: OutboxConfig,
     pub retention: RetentionConfig,
     pub admin: AdminConfig,
@@ -302,6 +303,21 @@ pub struct RecoveryConfig {
     pub stuck_after: Duration,
 }
 
+/// Deadlines of a saga going forward (docs/design/barrier.md). A saga past
+/// one compensates by itself; 0 turns a deadline off.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct SagaConfig {
+    /// Longest the reserve or the payment may go unanswered.
+    #[serde(with = "humantime_serde")]
+    pub step_timeout: Duration,
+    /// Longest a saga may take from its order to its last forward step.
+    #[serde(with = "humantime_serde")]
+    pub deadline: Duration,
+    /// How often the order role looks for sagas past a deadline.
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct OutboxConfig {
     /// How often the sweeper looks for rows left behind (crash, broker down).
@@ -433,6 +449,13 @@ impl Default for Config {
             recovery: RecoveryConfig {
                 interval: Duration::from_secs(30),
                 stuck_after: Duration::from_secs(30),
+            },
+            // Several recovery re-sends before a step gives up; the whole
+            // saga gets a few step timeouts.
+            saga: SagaConfig {
+                step_timeout: Duration::from_secs(120),
+                deadline: Duration::from_secs(600),
+                check_interval: Duration::from_secs(5),
             },
             outbox: OutboxConfig {
                 sweep_interval: Duration::from_secs(2),
@@ -576,6 +599,9 @@ impl Config {
         }
         if self.retention.interval.is_zero() {
             bail!("invalid configuration: retention.interval must be above zero");
+        }
+        if self.saga.check_interval.is_zero() {
+            bail!("invalid configuration: saga.check_interval must be above zero");
         }
         if !(1..=100_000).contains(&self.retention.batch_size) {
             bail!("invalid configuration: retention.batch_size must be between 1 and 100000");
@@ -808,6 +834,8 @@ mod tests {
         assert_eq!(cfg.payment.failure_rate, 0.0);
         assert_eq!(cfg.inventory.reserve_max_retries, 50);
         assert_eq!(cfg.recovery.interval, Duration::from_secs(30));
+        assert_eq!(cfg.saga.step_timeout, Duration::from_secs(120));
+        assert_eq!(cfg.saga.deadline, Duration::from_secs(600));
         // The original's retry queues hold a message 5000 ms; the same TTL
         // lets a dop role and an original service declare the same queues.
         assert_eq!(cfg.retry.delay, Duration::from_millis(5000));

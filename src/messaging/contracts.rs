@@ -3,7 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::topology::{RK_PAID, RK_PAY, RK_RELEASE, RK_RELEASED, RK_RESERVE, RK_RESERVED};
+use super::topology::{
+    RK_PAID, RK_PAY, RK_PAY_CANCEL, RK_PAY_CANCELLED, RK_RELEASE, RK_RELEASED, RK_RESERVE,
+    RK_RESERVED,
+};
 use crate::domain::Money;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -19,6 +22,13 @@ pub struct PaymentCommand {
     pub saga_id: String,
     pub order_id: i64,
     pub amount: Money,
+    /// dop's addition on `payment.process`: past this instant the order role
+    /// has given up on the payment (`saga.step_timeout`), so the payment
+    /// role records the order as never to be charged instead of charging it
+    /// (docs/design/barrier.md). Absent (the original's commands, or no
+    /// deadline): no expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -54,6 +64,24 @@ pub struct PaymentResult {
     pub reason: Option<String>,
 }
 
+/// The answer to `payment.cancel` (dop's addition; the original has no
+/// cancel). `cancelled` is false only when the order was charged before the
+/// cancel arrived: that charge stands, and `transaction_id` is its id.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PaymentCancelResult {
+    pub saga_id: String,
+    pub order_id: i64,
+    pub cancelled: bool,
+    #[serde(
+        default,
+        rename = "transaction_id",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tx_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// Any message dop sends, tagged by its routing key.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Message {
@@ -63,6 +91,9 @@ pub enum Message {
     Reserved(InventoryResult),
     Released(InventoryResult),
     PaymentProcessed(PaymentResult),
+    /// `payment.cancel`: the same body as `payment.process`.
+    CancelPayment(PaymentCommand),
+    PaymentCancelled(PaymentCancelResult),
 }
 
 /// Why a delivery can never be processed: it goes to the DLQ at once.
@@ -93,24 +124,28 @@ impl Message {
             Message::Reserved(_) => RK_RESERVED,
             Message::Released(_) => RK_RELEASED,
             Message::PaymentProcessed(_) => RK_PAID,
+            Message::CancelPayment(_) => RK_PAY_CANCEL,
+            Message::PaymentCancelled(_) => RK_PAY_CANCELLED,
         }
     }
 
     pub fn saga_id(&self) -> &str {
         match self {
             Message::Reserve(c) | Message::Release(c) => &c.saga_id,
-            Message::ProcessPayment(c) => &c.saga_id,
+            Message::ProcessPayment(c) | Message::CancelPayment(c) => &c.saga_id,
             Message::Reserved(r) | Message::Released(r) => &r.saga_id,
             Message::PaymentProcessed(r) => &r.saga_id,
+            Message::PaymentCancelled(r) => &r.saga_id,
         }
     }
 
     fn saga_id_mut(&mut self) -> &mut String {
         match self {
             Message::Reserve(c) | Message::Release(c) => &mut c.saga_id,
-            Message::ProcessPayment(c) => &mut c.saga_id,
+            Message::ProcessPayment(c) | Message::CancelPayment(c) => &mut c.saga_id,
             Message::Reserved(r) | Message::Released(r) => &mut r.saga_id,
             Message::PaymentProcessed(r) => &mut r.saga_id,
+            Message::PaymentCancelled(r) => &mut r.saga_id,
         }
     }
 
@@ -128,6 +163,10 @@ impl Message {
                 clear(&mut r.reason);
                 clear(&mut r.tx_id);
             }
+            Message::PaymentCancelled(r) => {
+                clear(&mut r.reason);
+                clear(&mut r.tx_id);
+            }
             _ => {}
         }
     }
@@ -135,18 +174,20 @@ impl Message {
     pub fn order_id(&self) -> i64 {
         match self {
             Message::Reserve(c) | Message::Release(c) => c.order_id,
-            Message::ProcessPayment(c) => c.order_id,
+            Message::ProcessPayment(c) | Message::CancelPayment(c) => c.order_id,
             Message::Reserved(r) | Message::Released(r) => r.order_id,
             Message::PaymentProcessed(r) => r.order_id,
+            Message::PaymentCancelled(r) => r.order_id,
         }
     }
 
     pub fn to_json(&self) -> String {
         let r = match self {
             Message::Reserve(c) | Message::Release(c) => serde_json::to_string(c),
-            Message::ProcessPayment(c) => serde_json::to_string(c),
+            Message::ProcessPayment(c) | Message::CancelPayment(c) => serde_json::to_string(c),
             Message::Reserved(r) | Message::Released(r) => serde_json::to_string(r),
             Message::PaymentProcessed(r) => serde_json::to_string(r),
+            Message::PaymentCancelled(r) => serde_json::to_string(r),
         };
         // Serializing these plain structs cannot fail.
         r.unwrap_or_default()
@@ -164,6 +205,8 @@ impl Message {
             RK_RESERVED => Message::Reserved(de(body)?),
             RK_RELEASED => Message::Released(de(body)?),
             RK_PAID => Message::PaymentProcessed(de(body)?),
+            RK_PAY_CANCEL => Message::CancelPayment(de(body)?),
+            RK_PAY_CANCELLED => Message::PaymentCancelled(de(body)?),
             other => return Err(ContractError::UnknownRoutingKey(other.to_string())),
         };
         uuid_field("saga_id", msg.saga_id_mut())?;
@@ -181,7 +224,7 @@ impl Message {
                     "quantity and product_id must be positive".into(),
                 ));
             }
-            Message::ProcessPayment(c) if c.amount.is_zero() => {
+            Message::ProcessPayment(c) | Message::CancelPayment(c) if c.amount.is_zero() => {
                 return Err(ContractError::Invalid("amount must be positive".into()));
             }
             _ => {}
@@ -214,6 +257,25 @@ mod tests {
                 tx_id: Some("t".into()),
                 reason: None,
             }),
+            Message::CancelPayment(PaymentCommand {
+                saga_id: SAGA.into(),
+                order_id: ORDER,
+                amount: "5.00".parse().unwrap(),
+                expires_at: None,
+            }),
+            Message::ProcessPayment(PaymentCommand {
+                saga_id: SAGA.into(),
+                order_id: ORDER,
+                amount: "5.00".parse().unwrap(),
+                expires_at: Some("2026-11-30T12:00:01.5Z".parse().unwrap()),
+            }),
+            Message::PaymentCancelled(PaymentCancelResult {
+                saga_id: SAGA.into(),
+                order_id: ORDER,
+                cancelled: false,
+                tx_id: Some("t".into()),
+                reason: Some("charged before the cancel arrived".into()),
+            }),
         ];
         for m in msgs {
             let json = m.to_json();
@@ -223,6 +285,7 @@ mod tests {
             saga_id: SAGA.into(),
             order_id: ORDER,
             amount: "199.98".parse().unwrap(),
+            expires_at: None,
         });
         assert!(
             pay.to_json().contains("\"amount\":199.98"),

@@ -22,6 +22,11 @@ pub const RK_PAY: &str = "payment.process";
 pub const RK_RESERVED: &str = "inventory.reserved";
 pub const RK_RELEASED: &str = "inventory.released";
 pub const RK_PAID: &str = "payment.processed";
+/// dop's addition: the order role cancels a payment that timed out or that
+/// the customer cancelled (docs/design/barrier.md).
+pub const RK_PAY_CANCEL: &str = "payment.cancel";
+/// dop's addition: the payment role's answer to `payment.cancel`.
+pub const RK_PAY_CANCELLED: &str = "payment.cancelled";
 
 /// A consumed queue: its exchange and routing keys.
 pub struct QueueSpec {
@@ -39,12 +44,12 @@ pub const QUEUES: [QueueSpec; 3] = [
     QueueSpec {
         name: PAYMENT_COMMANDS,
         exchange: COMMANDS,
-        keys: &[RK_PAY],
+        keys: &[RK_PAY, RK_PAY_CANCEL],
     },
     QueueSpec {
         name: ORDER_EVENTS,
         exchange: EVENTS,
-        keys: &[RK_RESERVED, RK_RELEASED, RK_PAID],
+        keys: &[RK_RESERVED, RK_RELEASED, RK_PAID, RK_PAY_CANCELLED],
     },
 ];
 

@@ -65,6 +65,20 @@ pub struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabels {
+    /// The saga step that ran out of time (`RESERVING_INVENTORY`,
+    /// `PROCESSING_PAYMENT`).
+    pub step: String,
+    /// `step_timeout` or `deadline`.
+    pub deadline: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BatchFailureLabels {
     pub service: String,
     /// What ran the batch: `inventory`, `payment`, `saga`, `orders`.
@@ -110,6 +124,11 @@ pub struct Metrics {
     pub http_duration: HistFamily<HttpDurationLabels>,
     pub saga_total: Family<StatusLabels, Counter>,
     pub saga_duration: HistFamily<StatusLabels>,
+    /// Sagas that compensated because a step or the saga ran out of time.
+    pub saga_timeouts: Family<StepLabels, Counter>,
+    /// Customer cancels, by what they did (`compensating`, `already_ended`,
+    /// `refused_confirmed`).
+    pub saga_cancellations: Family<OutcomeLabels, Counter>,
     pub published: Family<PublishLabels, Counter>,
     /// Messages the broker returned unrouted (mandatory publish, no binding).
     pub returned: Family<PublishLabels, Counter>,
@@ -204,6 +223,18 @@ impl Metrics {
             "Messages waiting in a dead-letter queue (sampled); the original system's name for dlq_depth",
             dlq_messages.clone(),
         );
+        let saga_timeouts = Family::<StepLabels, Counter>::default();
+        registry.register(
+            "saga_timeouts",
+            "Sagas that compensated because a step or the whole saga ran past its deadline, by step",
+            saga_timeouts.clone(),
+        );
+        let saga_cancellations = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "saga_cancellations",
+            "Customer cancels (POST /orders/:id/cancel), by outcome",
+            saga_cancellations.clone(),
+        );
         let reserve_rejections = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "inventory_reserve_rejections",
@@ -253,6 +284,19 @@ impl Metrics {
                 status: status.into(),
             });
         }
+        for step in ["RESERVING_INVENTORY", "PROCESSING_PAYMENT"] {
+            for deadline in ["step_timeout", "deadline"] {
+                let _ = saga_timeouts.get_or_create(&StepLabels {
+                    step: step.into(),
+                    deadline: deadline.into(),
+                });
+            }
+        }
+        for outcome in ["compensating", "already_ended", "refused_confirmed"] {
+            let _ = saga_cancellations.get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            });
+        }
         let _ = outbox_backlog.get_or_create(&ServiceLabels {
             service: service.to_string(),
         });
@@ -263,6 +307,8 @@ impl Metrics {
             http_duration,
             saga_total,
             saga_duration,
+            saga_timeouts,
+            saga_cancellations,
             published,
             returned,
             consumed,
@@ -396,6 +442,8 @@ pub const EXPORTED: &[&str] = &[
     "http_request_duration_seconds",
     "saga_total",
     "saga_duration_seconds",
+    "saga_timeouts_total",
+    "saga_cancellations_total",
     "messages_published_total",
     "messages_returned_total",
     "messages_consumed_total",

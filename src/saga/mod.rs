@@ -16,6 +16,9 @@ pub enum SagaStatus {
 pub enum SagaStep {
     ReservingInventory,
     ProcessingPayment,
+    /// A payment timed out or was cancelled: `payment.cancel` is out, and its
+    /// answer says whether the charge was made first.
+    CancellingPayment,
     ReleasingInventory,
     Done,
 }
@@ -36,14 +39,32 @@ pub enum Command {
     Reserve,
     ProcessPayment,
     Release,
+    /// `payment.cancel`: the payment role's tombstone (docs/design/barrier.md).
+    CancelPayment,
 }
 
 /// An event the orchestrator receives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
-    InventoryReserved { success: bool },
-    InventoryReleased { success: bool },
-    PaymentProcessed { success: bool },
+    InventoryReserved {
+        success: bool,
+    },
+    InventoryReleased {
+        success: bool,
+    },
+    PaymentProcessed {
+        success: bool,
+    },
+    /// The current step or the whole saga ran past its deadline (the order
+    /// role's deadline check).
+    TimedOut,
+    /// The customer cancelled the order (`POST /orders/:id/cancel`).
+    Cancelled,
+    /// The payment role's answer to `payment.cancel`: `charged` when the
+    /// charge was made before the cancel arrived (the charge stands).
+    PaymentCancelled {
+        charged: bool,
+    },
 }
 
 impl Event {
@@ -56,6 +77,10 @@ impl Event {
             Event::InventoryReleased { success: false } => "inventory.release_failed",
             Event::PaymentProcessed { success: true } => "payment.processed",
             Event::PaymentProcessed { success: false } => "payment.failed",
+            Event::TimedOut => "saga.timed_out",
+            Event::Cancelled => "order.cancelled",
+            Event::PaymentCancelled { charged: false } => "payment.cancelled",
+            Event::PaymentCancelled { charged: true } => "payment.cancel_too_late",
         }
     }
 }
@@ -107,6 +132,35 @@ pub fn transition(status: SagaStatus, step: SagaStep, event: Event) -> Option<Tr
         (S::Compensating, P::ReleasingInventory, Event::InventoryReleased { success: false }) => {
             t(S::Failed, P::Done, OrderStatus::Failed, None)
         }
+        // A reserve that did not answer in time (or a cancel before it did)
+        // is released: the inventory role records the release, so the
+        // reserve, if it arrives later, is refused.
+        (S::InProgress, P::ReservingInventory, Event::TimedOut | Event::Cancelled) => t(
+            S::Compensating,
+            P::ReleasingInventory,
+            OrderStatus::Failed,
+            Some(Command::Release),
+        ),
+        // A payment is cancelled before the stock goes back; whether it ends
+        // FAILED or CONFIRMED depends on the answer, so the order keeps its
+        // status until then.
+        (S::InProgress, P::ProcessingPayment, Event::TimedOut | Event::Cancelled) => t(
+            S::Compensating,
+            P::CancellingPayment,
+            OrderStatus::InventoryReserved,
+            Some(Command::CancelPayment),
+        ),
+        (S::Compensating, P::CancellingPayment, Event::PaymentCancelled { charged: false }) => t(
+            S::Compensating,
+            P::ReleasingInventory,
+            OrderStatus::Failed,
+            Some(Command::Release),
+        ),
+        // The charge was made before the cancel arrived: it stands and the
+        // order is confirmed (docs/design/barrier.md, "A charge that won").
+        (S::Compensating, P::CancellingPayment, Event::PaymentCancelled { charged: true }) => {
+            t(S::Completed, P::Done, OrderStatus::Confirmed, None)
+        }
         _ => None,
     }
 }
@@ -118,6 +172,7 @@ pub fn pending_command(status: SagaStatus, step: SagaStep) -> Option<Command> {
         (SagaStatus::InProgress, SagaStep::ReservingInventory) => Some(Command::Reserve),
         (SagaStatus::InProgress, SagaStep::ProcessingPayment) => Some(Command::ProcessPayment),
         (SagaStatus::Compensating, SagaStep::ReleasingInventory) => Some(Command::Release),
+        (SagaStatus::Compensating, SagaStep::CancellingPayment) => Some(Command::CancelPayment),
         _ => None,
     }
 }
@@ -151,9 +206,10 @@ impl SagaStatus {
 }
 
 impl SagaStep {
-    pub const ALL: [SagaStep; 4] = [
+    pub const ALL: [SagaStep; 5] = [
         SagaStep::ReservingInventory,
         SagaStep::ProcessingPayment,
+        SagaStep::CancellingPayment,
         SagaStep::ReleasingInventory,
         SagaStep::Done,
     ];
@@ -161,6 +217,7 @@ impl SagaStep {
         match self {
             SagaStep::ReservingInventory => "RESERVING_INVENTORY",
             SagaStep::ProcessingPayment => "PROCESSING_PAYMENT",
+            SagaStep::CancellingPayment => "CANCELLING_PAYMENT",
             SagaStep::ReleasingInventory => "RELEASING_INVENTORY",
             SagaStep::Done => "DONE",
         }
@@ -208,8 +265,20 @@ mod tests {
             v.push(Event::InventoryReserved { success });
             v.push(Event::InventoryReleased { success });
             v.push(Event::PaymentProcessed { success });
+            v.push(Event::PaymentCancelled { charged: success });
         }
+        v.push(Event::TimedOut);
+        v.push(Event::Cancelled);
         v
+    }
+
+    fn to(status: S, step: P, order: O, command: Option<C>) -> Transition {
+        Transition {
+            status,
+            step,
+            order,
+            command,
+        }
     }
 
     /// Every cell of the table: (status, step) x event.
@@ -295,6 +364,48 @@ mod tests {
                 },
             ),
         ];
+        let mut table = table;
+        for interrupt in [Event::TimedOut, Event::Cancelled] {
+            table.push((
+                (S::InProgress, P::ReservingInventory, interrupt),
+                to(
+                    S::Compensating,
+                    P::ReleasingInventory,
+                    O::Failed,
+                    Some(C::Release),
+                ),
+            ));
+            table.push((
+                (S::InProgress, P::ProcessingPayment, interrupt),
+                to(
+                    S::Compensating,
+                    P::CancellingPayment,
+                    O::InventoryReserved,
+                    Some(C::CancelPayment),
+                ),
+            ));
+        }
+        table.push((
+            (
+                S::Compensating,
+                P::CancellingPayment,
+                Event::PaymentCancelled { charged: false },
+            ),
+            to(
+                S::Compensating,
+                P::ReleasingInventory,
+                O::Failed,
+                Some(C::Release),
+            ),
+        ));
+        table.push((
+            (
+                S::Compensating,
+                P::CancellingPayment,
+                Event::PaymentCancelled { charged: true },
+            ),
+            to(S::Completed, P::Done, O::Confirmed, None),
+        ));
         let mut moved = 0;
         for status in S::ALL {
             for step in P::ALL {
@@ -309,7 +420,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(moved, 6);
+        assert_eq!(moved, 12);
     }
 
     /// An event delivered twice moves the saga once; a late event after the
@@ -335,6 +446,62 @@ mod tests {
         );
     }
 
+    /// A timeout or a cancel interrupts only a saga that is still going
+    /// forward: once it compensates or has ended, both are stale, twice or
+    /// in any order; the late answer of the interrupted step is stale too.
+    #[test]
+    fn interrupts_apply_once_and_late_answers_are_ignored() {
+        for interrupt in [Event::TimedOut, Event::Cancelled] {
+            // At the reserve: released; a late reserve answer is ignored.
+            let t = transition(S::InProgress, P::ReservingInventory, interrupt).unwrap();
+            for late in [
+                interrupt,
+                Event::TimedOut,
+                Event::Cancelled,
+                Event::InventoryReserved { success: true },
+                Event::InventoryReserved { success: false },
+                Event::PaymentCancelled { charged: false },
+            ] {
+                assert_eq!(transition(t.status, t.step, late), None, "{late:?}");
+            }
+            // At the payment: cancelled first; the late payment answer is
+            // ignored, the cancel's answer decides.
+            let t = transition(S::InProgress, P::ProcessingPayment, interrupt).unwrap();
+            for late in [
+                interrupt,
+                Event::PaymentProcessed { success: true },
+                Event::PaymentProcessed { success: false },
+                Event::InventoryReleased { success: true },
+            ] {
+                assert_eq!(transition(t.status, t.step, late), None, "{late:?}");
+            }
+            let released =
+                transition(t.status, t.step, Event::PaymentCancelled { charged: false }).unwrap();
+            assert_eq!(released.command, Some(C::Release));
+            assert_eq!(
+                transition(
+                    released.status,
+                    released.step,
+                    Event::PaymentCancelled { charged: false }
+                ),
+                None
+            );
+            let done = transition(
+                released.status,
+                released.step,
+                Event::InventoryReleased { success: true },
+            )
+            .unwrap();
+            assert_eq!((done.status, done.order), (S::Compensated, O::Compensated));
+        }
+        // Nothing interrupts a saga that has ended.
+        for s in [S::Completed, S::Compensated, S::Failed] {
+            for ev in [Event::TimedOut, Event::Cancelled] {
+                assert_eq!(transition(s, P::Done, ev), None);
+            }
+        }
+    }
+
     #[test]
     fn recovery_resends_the_current_step() {
         assert_eq!(
@@ -348,6 +515,10 @@ mod tests {
         assert_eq!(
             pending_command(S::Compensating, P::ReleasingInventory),
             Some(C::Release)
+        );
+        assert_eq!(
+            pending_command(S::Compensating, P::CancellingPayment),
+            Some(C::CancelPayment)
         );
         for s in [S::Completed, S::Compensated, S::Failed] {
             for p in P::ALL {

@@ -34,6 +34,8 @@ const FIXTURES: [(&str, &str); 8] = [
 fn extras(routing_key: &str) -> &'static [&'static str] {
     match routing_key {
         "payment.processed" => &["amount"],
+        // The payment's expiry (saga.step_timeout); absent without one.
+        "payment.process" => &["expires_at"],
         _ => &[],
     }
 }
@@ -300,4 +302,71 @@ async fn the_originals_events_drive_dops_sagas() {
         shown.text()
     );
     s.teardown().await;
+}
+
+/// dop's own messages (payment.cancel, payment.cancelled; the original has
+/// no cancel) follow the conventions of section 3: the field names and JSON
+/// types of the messages they mirror, and dop reads them back.
+#[test]
+fn dops_cancel_messages_follow_the_conventions() {
+    use dop::messaging::contracts::{PaymentCancelResult, PaymentCommand};
+    let saga = "0190a0c4-7c1e-7000-8000-000000000001";
+    let cancel = Message::CancelPayment(PaymentCommand {
+        saga_id: saga.into(),
+        order_id: 2,
+        amount: "199.98".parse().unwrap(),
+        expires_at: None,
+    });
+    let v: Value = serde_json::from_str(&cancel.to_json()).unwrap();
+    // The same body as the original's payment.process.
+    assert_shape("payment.process", "payment.process", &v);
+    assert_eq!(cancel.routing_key(), "payment.cancel");
+    assert_eq!(
+        topology::queue_for("payment.cancel"),
+        Some("payment.commands")
+    );
+    let answer = Message::PaymentCancelled(PaymentCancelResult {
+        saga_id: saga.into(),
+        order_id: 2,
+        cancelled: false,
+        tx_id: Some("0190a0c4-7c1e-7000-8000-0000000000aa".into()),
+        reason: Some("charged before the cancel arrived".into()),
+    });
+    let v: Value = serde_json::from_str(&answer.to_json()).unwrap();
+    let types: Vec<(&str, &str)> = v
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.as_str(), json_type(v)))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            ("cancelled", "boolean"),
+            ("order_id", "integer"),
+            ("reason", "string"),
+            ("saga_id", "string"),
+            ("transaction_id", "string"),
+        ]
+    );
+    assert_eq!(
+        topology::queue_for("payment.cancelled"),
+        Some("order.events")
+    );
+    for m in [cancel, answer] {
+        assert_eq!(
+            Message::parse(m.routing_key(), m.to_json().as_bytes()).unwrap(),
+            m
+        );
+    }
+    // The original's "" for none reads as none here too.
+    let empty = format!(
+        r#"{{"saga_id":"{saga}","order_id":2,"cancelled":true,"transaction_id":"","reason":""}}"#
+    );
+    let Message::PaymentCancelled(r) =
+        Message::parse("payment.cancelled", empty.as_bytes()).unwrap()
+    else {
+        panic!("not a payment.cancelled");
+    };
+    assert_eq!((r.tx_id, r.reason), (None, None));
 }

@@ -19,7 +19,7 @@ use dop::{
     roles::{
         payment::{
             charge::{self, Charged},
-            decide::{PayCommand, PayOutcome},
+            decide::{PayCommand, PayKind, PayOutcome},
             schema::{payments, processed_events},
         },
         Role,
@@ -54,12 +54,14 @@ fn uuid(kind: u8, n: usize) -> String {
 /// command for the same order), and its decline draw.
 fn command(pos: usize, (o, k, declined): (usize, usize, bool)) -> PayCommand {
     PayCommand {
+        kind: PayKind::Process,
         message_id: uuid(1, o * 10 + k),
         trace_id: format!("trace-{pos}"),
         saga_id: uuid(2, o),
         order_id: o as i64 + 1,
         amount: AMOUNTS[o % AMOUNTS.len()].parse().unwrap(),
         declined,
+        expired: false,
         tx_id: uuid(4, pos),
     }
 }
@@ -205,6 +207,7 @@ fn batches_decide_as_one_command_at_a_time() {
                         }
                         PayOutcome::Repeated(r) => prop_assert_eq!(Some(r), first.get(&c.order_id)),
                         PayOutcome::Refused(_) => prop_assert!(!first.contains_key(&c.order_id)),
+                        PayOutcome::Cancelled { .. } => prop_assert!(false, "no cancel was sent"),
                     }
                 }
                 Ok(())

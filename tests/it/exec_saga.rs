@@ -99,6 +99,7 @@ async fn fresh_db() -> ScratchDb {
             last_event_id: None,
             retry_count: 0,
             failed_step: None,
+            step_started_at: t,
             created_at: t,
             updated_at: t,
         });
@@ -209,7 +210,7 @@ async fn run(
         if !(cut[i] || i + 1 == events.len()) {
             continue;
         }
-        for (n, res) in sagas::execute(&r, &events[from..=i])
+        for (n, res) in sagas::execute(&r, &events[from..=i], &Default::default())
             .await
             .into_iter()
             .enumerate()
@@ -304,7 +305,7 @@ async fn a_permanent_failure_fails_only_its_event() {
     let r = runner("saga", &db, &metrics);
     let mut events: Vec<SagaEvent> = (0..SAGAS).map(|s| event(s, (s, 0, 0))).collect();
     events[1].message_id = "x".repeat(40);
-    let res = sagas::execute(&r, &events).await;
+    let res = sagas::execute(&r, &events, &Default::default()).await;
     assert!(
         matches!(&res[1], Err(ItemFailure::Permanent(why)) if why.contains("too long")),
         "{res:?}"

@@ -1327,6 +1327,7 @@ fn known_routes(role: Role) -> Vec<(&'static str, &'static str)> {
             ("POST", "/orders"),
             ("GET", "/orders"),
             ("GET", "/orders/{id}"),
+            ("POST", "/orders/{id}/cancel"),
             ("GET", "/admin/sagas"),
             ("GET", "/admin/sagas/{saga_id}"),
             ("POST", "/admin/sagas/{saga_id}/retry"),

@@ -40,6 +40,9 @@ pub struct Opts {
     pub broker_proxy: bool,
     /// Route the roles' database connections through a proxy.
     pub db_proxy: bool,
+    /// `saga.step_timeout` and `saga.deadline` (the defaults: 2 min, 10 min).
+    pub step_timeout: Duration,
+    pub saga_deadline: Duration,
 }
 
 impl Default for Opts {
@@ -54,6 +57,8 @@ impl Default for Opts {
             max_attempts: 3,
             broker_proxy: false,
             db_proxy: false,
+            step_timeout: Duration::from_secs(120),
+            saga_deadline: Duration::from_secs(600),
         }
     }
 }
@@ -128,6 +133,9 @@ impl Stack {
         cfg.payment.failure_rate = opts.payment_failure_rate;
         cfg.recovery.interval = opts.recovery_interval;
         cfg.recovery.stuck_after = opts.stuck_after;
+        cfg.saga.step_timeout = opts.step_timeout;
+        cfg.saga.deadline = opts.saga_deadline;
+        cfg.saga.check_interval = Duration::from_millis(200);
         cfg.retry.delay = Duration::from_millis(300);
         cfg.retry.max_attempts = opts.max_attempts;
         cfg.outbox.sweep_interval = Duration::from_millis(300);
@@ -361,6 +369,24 @@ impl Stack {
             )
             .await;
         assert_eq!(r.status, 201, "{}", r.text());
+    }
+
+    /// Adds a product straight into inventory_db (the inventory role may
+    /// be down).
+    pub async fn add_product_direct(&self, product_id: i64, qty: i32) {
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        use dop::roles::inventory::schema::inventories;
+        let mut c = self.db(Role::Inventory).await;
+        diesel::insert_into(inventories::table)
+            .values((
+                inventories::product_id.eq(product_id),
+                inventories::available_qty.eq(qty),
+                inventories::reserved_qty.eq(0),
+            ))
+            .execute(&mut c)
+            .await
+            .expect("insert a product");
     }
 
     pub async fn inventory(&self, product_id: i64) -> Value {

@@ -32,7 +32,7 @@ use crate::{
         },
         payment::{
             charge,
-            decide::{PayCommand, PayOutcome},
+            decide::{PayCommand, PayKind, PayOutcome},
         },
     },
     saga::Event,
@@ -129,12 +129,14 @@ pub async fn one_saga(
 
     let t = Instant::now();
     let pay = PayCommand {
+        kind: PayKind::Process,
         message_id: id(),
         trace_id: trace.clone(),
         saga_id: saga_id.clone(),
         order_id,
         amount: amount.decimal(),
         declined: false,
+        expired: false,
         tx_id: id(),
     };
     let charged = charge::execute(&p.runner("payment", &p.payments), &[pay]).await;
@@ -170,7 +172,7 @@ async fn event(
         event,
         reason: None,
     };
-    let applied = sagas::execute(&p.runner("saga", &p.orders), &[e]).await;
+    let applied = sagas::execute(&p.runner("saga", &p.orders), &[e], &Default::default()).await;
     anyhow::ensure!(
         matches!(
             one("saga event", applied)?.outcome,

@@ -38,14 +38,61 @@ pub fn command_message(cmd: Command, order: &OrderRow) -> Message {
         product_id: order.product_id,
         quantity: order.quantity,
     };
+    let pay = || PaymentCommand {
+        saga_id: order.saga_id.clone(),
+        order_id: order.id,
+        amount: Money::from_db(order.total_amount),
+        expires_at: None,
+    };
     match cmd {
         Command::Reserve => Message::Reserve(inv()),
         Command::Release => Message::Release(inv()),
-        Command::ProcessPayment => Message::ProcessPayment(PaymentCommand {
-            saga_id: order.saga_id.clone(),
-            order_id: order.id,
-            amount: Money::from_db(order.total_amount),
-        }),
+        Command::ProcessPayment => Message::ProcessPayment(pay()),
+        Command::CancelPayment => Message::CancelPayment(pay()),
+    }
+}
+
+/// The deadlines of `saga.step_timeout` and `saga.deadline` (None: off).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub step_timeout: Option<chrono::Duration>,
+    pub deadline: Option<chrono::Duration>,
+}
+
+impl Limits {
+    pub fn new(cfg: &crate::config::SagaConfig) -> Self {
+        let d = |v: std::time::Duration| {
+            (!v.is_zero())
+                .then(|| chrono::Duration::from_std(v).ok())
+                .flatten()
+        };
+        Self {
+            step_timeout: d(cfg.step_timeout),
+            deadline: d(cfg.deadline),
+        }
+    }
+
+    /// When the deadline check gives up on the saga's current step: the
+    /// earlier of its step timeout and the saga's deadline.
+    pub fn expiry(&self, saga: &SagaRow) -> Option<NaiveDateTime> {
+        let step = self.step_timeout.map(|t| saga.step_started_at + t);
+        let whole = self.deadline.map(|t| saga.created_at + t);
+        match (step, whole) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Stamps every `payment.process` among `w`'s commands with its saga's
+/// expiry (`Limits::expiry` of the saga as written), so a payment role that
+/// gets it after the order role gave up does not charge.
+pub fn stamp_expiry(w: &mut SagaWrites, limits: &Limits) {
+    for e in &mut w.outbox {
+        if let Message::ProcessPayment(c) = &mut e.message {
+            let saga = w.sagas.iter().find(|s| s.saga_id == c.saga_id);
+            c.expires_at = saga.and_then(|s| limits.expiry(s)).map(|t| t.and_utc());
+        }
     }
 }
 
@@ -117,6 +164,8 @@ pub struct EventsDecision {
 enum Applied {
     Event,
     Resend,
+    /// A deadline or a customer's cancel: neither an event id nor a re-send.
+    Interrupt,
 }
 
 /// The in-memory state of the sagas a batch touches, with the order in
@@ -164,8 +213,12 @@ impl State {
             message_id,
             reason: reason.clone(),
         };
-        // A saga keeps the reason it failed or started compensating for.
-        if matches!(to.0, SagaStatus::Failed | SagaStatus::Compensating) {
+        // A saga keeps the reason it failed or started compensating for
+        // (a step of the compensation does not replace it: a payment
+        // cancelled after a timeout still says why it was cancelled).
+        let starts_compensating = to.0 == SagaStatus::Compensating
+            && SagaStatus::parse(&saga.status) != Some(SagaStatus::Compensating);
+        if to.0 == SagaStatus::Failed || starts_compensating {
             if let Some(r) = reason {
                 saga.failure_reason = Some(r);
             }
@@ -183,6 +236,10 @@ impl State {
         match &kind {
             Applied::Event => saga.last_event_id = row.message_id.clone(),
             Applied::Resend => saga.retry_count = saga.retry_count.saturating_add(1),
+            Applied::Interrupt => {}
+        }
+        if saga.current_step != to.1.as_str() {
+            saga.step_started_at = now;
         }
         saga.status = to.0.as_str().into();
         saga.current_step = to.1.as_str().into();
@@ -392,6 +449,150 @@ pub fn decide_resend(
     Ok(Resent {
         action,
         message_id,
+        writes,
+    })
+}
+
+/// What interrupts a saga going forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interrupt {
+    /// The deadline check: a step that began at or before `step_cutoff`,
+    /// or a saga created at or before `saga_cutoff`, has run out of time
+    /// (None: that deadline is off).
+    Timeout {
+        step_cutoff: Option<NaiveDateTime>,
+        saga_cutoff: Option<NaiveDateTime>,
+    },
+    /// The customer's `POST /orders/:id/cancel`.
+    Cancel,
+}
+
+/// Which deadline a saga ran past.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deadline {
+    Step,
+    Saga,
+}
+
+impl Deadline {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Deadline::Step => "step_timeout",
+            Deadline::Saga => "deadline",
+        }
+    }
+}
+
+/// A saga an interrupt moved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Interrupted {
+    /// The step it was at when interrupted.
+    pub step: SagaStep,
+    /// For a timeout: which deadline.
+    pub deadline: Option<Deadline>,
+    pub reason: String,
+    pub writes: SagaWrites,
+}
+
+/// Why an interrupt left a saga as it was.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotInterrupted {
+    /// Still within its deadlines (it moved since the check read it).
+    InTime,
+    /// Not going forward any more: compensating or ended.
+    NotForward { status: String, step: String },
+}
+
+/// The timeline reason of a saga that ran out of time at `step`.
+fn timeout_reason(step: SagaStep, deadline: Deadline) -> String {
+    let what = match step {
+        SagaStep::ReservingInventory => "inventory reservation",
+        SagaStep::ProcessingPayment => "payment",
+        other => other.as_str(),
+    };
+    match deadline {
+        Deadline::Step => format!("{what} timed out"),
+        Deadline::Saga => format!("saga deadline passed during {what}"),
+    }
+}
+
+/// Decides an interrupt for one saga (read under lock): the table's move
+/// for `Event::TimedOut` or `Event::Cancelled`, its compensating command
+/// (`message_id`, `trace_id`) and its timeline row. Re-checks the deadline
+/// against the locked row, so a saga that moved since the check read it is
+/// left alone, and one interrupted already is not interrupted again.
+pub fn decide_interrupt(
+    saga: SagaRow,
+    order: OrderRow,
+    why: Interrupt,
+    now: NaiveDateTime,
+    message_id: String,
+    trace_id: String,
+) -> Result<Interrupted, NotInterrupted> {
+    let (Some(status), Some(step)) = (
+        SagaStatus::parse(&saga.status),
+        SagaStep::parse(&saga.current_step),
+    ) else {
+        return Err(NotInterrupted::NotForward {
+            status: saga.status.clone(),
+            step: saga.current_step.clone(),
+        });
+    };
+    let (event, deadline, reason) = match why {
+        Interrupt::Cancel => (
+            Event::Cancelled,
+            None,
+            "cancelled by the customer".to_string(),
+        ),
+        Interrupt::Timeout {
+            step_cutoff,
+            saga_cutoff,
+        } => {
+            let d = if step_cutoff.is_some_and(|c| saga.step_started_at <= c) {
+                Deadline::Step
+            } else if saga_cutoff.is_some_and(|c| saga.created_at <= c) {
+                Deadline::Saga
+            } else {
+                return Err(NotInterrupted::InTime);
+            };
+            (Event::TimedOut, Some(d), timeout_reason(step, d))
+        }
+    };
+    let Some(t) = saga::transition(status, step, event) else {
+        return Err(NotInterrupted::NotForward {
+            status: saga.status.clone(),
+            step: saga.current_step.clone(),
+        });
+    };
+    let message = t.command.map(|c| command_message(c, &order));
+    let saga_id = saga.saga_id.clone();
+    let mut state = State::new(vec![(saga, order)]);
+    let mut writes = SagaWrites::default();
+    if let Some(row) = state.apply(
+        Applied::Interrupt,
+        &saga_id,
+        (t.status, t.step),
+        Some(t.order.as_str()),
+        event.name(),
+        Some(message_id.clone()),
+        Some(&reason),
+        now,
+    ) {
+        writes.timeline.push(row);
+    }
+    state.rows_to_write(&mut writes);
+    if let Some(message) = message {
+        writes.outbox.push(Emit {
+            item: 0,
+            message,
+            trace_id,
+            message_id: Some(message_id),
+        });
+    }
+    Ok(Interrupted {
+        step,
+        deadline,
+        reason,
         writes,
     })
 }

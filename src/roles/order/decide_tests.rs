@@ -38,6 +38,7 @@ fn saga(n: u8, status: S, step: P) -> (SagaRow, OrderRow) {
             last_event_id: None,
             retry_count: 0,
             failed_step,
+            step_started_at: at(0),
             created_at: at(0),
             updated_at: at(0),
         },
@@ -447,4 +448,191 @@ fn an_operator_retries_a_failed_compensation_or_a_saga_in_flight() {
             })
         );
     }
+}
+
+#[test]
+fn a_step_past_its_timeout_compensates_once() {
+    let timeout = |step_cutoff, saga_cutoff| Interrupt::Timeout {
+        step_cutoff,
+        saga_cutoff,
+    };
+    // The payment step began at 0; the cutoff is 5: timed out.
+    let (s, o) = saga(1, S::InProgress, P::ProcessingPayment);
+    let r = decide_interrupt(
+        s.clone(),
+        o.clone(),
+        timeout(Some(at(5)), None),
+        at(9),
+        "m".into(),
+        "t".into(),
+    )
+    .unwrap();
+    assert_eq!(
+        (r.step, r.deadline, r.reason.as_str()),
+        (
+            P::ProcessingPayment,
+            Some(Deadline::Step),
+            "payment timed out"
+        )
+    );
+    let row = &r.writes.sagas[0];
+    assert_eq!(
+        (row.status.as_str(), row.current_step.as_str()),
+        ("COMPENSATING", "CANCELLING_PAYMENT")
+    );
+    assert_eq!(row.step_started_at, at(9));
+    assert_eq!(row.failure_reason.as_deref(), Some("payment timed out"));
+    assert_eq!(row.retry_count, 0);
+    assert!(r.writes.orders.is_empty(), "the order waits for the answer");
+    assert_eq!(r.writes.timeline[0].event, "saga.timed_out");
+    assert_eq!(r.writes.timeline[0].message_id.as_deref(), Some("m"));
+    assert!(matches!(
+        r.writes.outbox[0].message,
+        Message::CancelPayment(_)
+    ));
+    // Twice (a second replica, after the first committed): nothing.
+    let mut moved = s.clone();
+    moved.status = row.status.clone();
+    moved.current_step = row.current_step.clone();
+    moved.step_started_at = row.step_started_at;
+    assert!(matches!(
+        decide_interrupt(
+            moved.clone(),
+            o.clone(),
+            timeout(Some(at(5)), None),
+            at(10),
+            "m2".into(),
+            "t".into()
+        ),
+        Err(NotInterrupted::InTime)
+    ));
+    assert!(matches!(
+        decide_interrupt(
+            moved,
+            o.clone(),
+            timeout(Some(at(20)), None),
+            at(30),
+            "m2".into(),
+            "t".into()
+        ),
+        Err(NotInterrupted::NotForward { .. })
+    ));
+    // A step that began after the cutoff is in time, unless the saga is
+    // past its own deadline.
+    let mut fresh = s;
+    fresh.step_started_at = at(6);
+    assert_eq!(
+        decide_interrupt(
+            fresh.clone(),
+            o.clone(),
+            timeout(Some(at(5)), None),
+            at(9),
+            "m".into(),
+            "t".into()
+        ),
+        Err(NotInterrupted::InTime)
+    );
+    let r = decide_interrupt(
+        fresh,
+        o,
+        timeout(Some(at(5)), Some(at(0))),
+        at(9),
+        "m".into(),
+        "t".into(),
+    )
+    .unwrap();
+    assert_eq!(r.deadline, Some(Deadline::Saga));
+    assert_eq!(r.reason, "saga deadline passed during payment");
+
+    // A reserve that timed out is released; the order fails at once.
+    let (s, o) = saga(2, S::InProgress, P::ReservingInventory);
+    let r = decide_interrupt(
+        s,
+        o,
+        timeout(Some(at(5)), None),
+        at(9),
+        "m".into(),
+        "t".into(),
+    )
+    .unwrap();
+    assert_eq!(r.reason, "inventory reservation timed out");
+    assert!(matches!(r.writes.outbox[0].message, Message::Release(_)));
+    assert_eq!(r.writes.orders[0].status, "FAILED");
+}
+
+#[test]
+fn a_cancel_interrupts_only_a_saga_going_forward() {
+    let (s, o) = saga(1, S::InProgress, P::ReservingInventory);
+    let r = decide_interrupt(s, o, Interrupt::Cancel, at(9), "m".into(), "t".into()).unwrap();
+    assert_eq!(r.deadline, None);
+    assert_eq!(r.writes.timeline[0].event, "order.cancelled");
+    assert_eq!(
+        r.writes.timeline[0].reason.as_deref(),
+        Some("cancelled by the customer")
+    );
+    for (status, step) in [
+        (S::Compensating, P::ReleasingInventory),
+        (S::Compensating, P::CancellingPayment),
+        (S::Completed, P::Done),
+        (S::Compensated, P::Done),
+        (S::Failed, P::ReservingInventory),
+    ] {
+        let (s, o) = saga(3, status, step);
+        assert!(matches!(
+            decide_interrupt(s, o, Interrupt::Cancel, at(9), "m".into(), "t".into()),
+            Err(NotInterrupted::NotForward { .. })
+        ));
+    }
+}
+
+#[test]
+fn a_payment_command_carries_its_step_expiry() {
+    let limits = Limits {
+        step_timeout: Some(chrono::Duration::seconds(10)),
+        deadline: Some(chrono::Duration::seconds(100)),
+    };
+    // The reserve answers at 9: the payment step starts then, so its
+    // command expires at 19.
+    let (s, o) = saga(1, S::InProgress, P::ReservingInventory);
+    let mut d = decide_events(
+        &HashSet::new(),
+        vec![(s, o)],
+        &[ev("e1", 1, RESERVED)],
+        at(9),
+    );
+    stamp_expiry(&mut d.writes, &limits);
+    let Message::ProcessPayment(c) = &d.writes.outbox[0].message else {
+        panic!("{:?}", d.writes.outbox);
+    };
+    assert_eq!(c.expires_at, Some(at(19).and_utc()));
+    // The saga's own deadline comes first when it is nearer.
+    let tight = Limits {
+        deadline: Some(chrono::Duration::seconds(12)),
+        ..limits
+    };
+    let (s, o) = saga(2, S::InProgress, P::ReservingInventory);
+    let mut d = decide_events(
+        &HashSet::new(),
+        vec![(s, o)],
+        &[ev("e2", 2, RESERVED)],
+        at(9),
+    );
+    stamp_expiry(&mut d.writes, &tight);
+    let Message::ProcessPayment(c) = &d.writes.outbox[0].message else {
+        panic!("{:?}", d.writes.outbox);
+    };
+    assert_eq!(c.expires_at, Some(at(12).and_utc()));
+    // No deadlines: no expiry (the original's command).
+    let (s, o) = saga(3, S::InProgress, P::ReservingInventory);
+    let mut d = decide_events(
+        &HashSet::new(),
+        vec![(s, o)],
+        &[ev("e3", 3, RESERVED)],
+        at(9),
+    );
+    stamp_expiry(&mut d.writes, &Limits::default());
+    let Message::ProcessPayment(c) = &d.writes.outbox[0].message else {
+        panic!("{:?}", d.writes.outbox);
+    };
+    assert_eq!(c.expires_at, None);
 }

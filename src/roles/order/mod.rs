@@ -2,6 +2,8 @@
 //! orchestrator that consumes `order.events`.
 
 pub mod admin;
+pub mod cancel;
+pub mod deadlines;
 pub mod decide;
 pub mod ids;
 pub mod model;
@@ -22,14 +24,15 @@ use crate::{context::AppState, messaging::topology};
 
 pub use routes::router;
 
-/// Registers the orchestrator's consumer, starts the recovery loop and the
-/// order writer (returned for the routes).
+/// Registers the orchestrator's consumer, starts the recovery loop, the
+/// deadline check and the order writer (returned for the routes).
 pub fn register(ctx: &AppState, tasks: &mut Vec<JoinHandle<()>>) -> writer::OrderWriter {
     ctx.broker.consume(
         topology::ORDER_EVENTS,
         Arc::new(orchestrator::Orchestrator { ctx: ctx.clone() }),
     );
     tasks.push(tokio::spawn(recovery::run(ctx.clone())));
+    tasks.push(tokio::spawn(deadlines::run(ctx.clone())));
     let (writer, handles) = writer::OrderWriter::start(ctx.clone());
     tasks.extend(handles);
     writer

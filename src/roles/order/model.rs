@@ -42,6 +42,8 @@ pub struct SagaRow {
     pub retry_count: i32,
     /// The step a FAILED saga failed at (its current_step is DONE).
     pub failed_step: Option<String>,
+    /// When its current step began (step deadlines).
+    pub step_started_at: NaiveDateTime,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }

@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 
 use super::{
-    decide::{EventOutcome, SagaEvent},
+    decide::{EventOutcome, Limits, SagaEvent},
     sagas::{self, Applied},
 };
 use crate::{
@@ -38,6 +38,12 @@ fn event_of(msg: &Message) -> Option<(Event, Option<String>)> {
         ),
         Message::PaymentProcessed(r) => (
             Event::PaymentProcessed { success: r.success },
+            r.reason.clone(),
+        ),
+        Message::PaymentCancelled(r) => (
+            Event::PaymentCancelled {
+                charged: !r.cancelled,
+            },
             r.reason.clone(),
         ),
         _ => return None,
@@ -116,7 +122,12 @@ impl Handler for Orchestrator {
             });
         }
         if !events.is_empty() {
-            let results = sagas::execute(&sagas::runner(&self.ctx), &events).await;
+            let results = sagas::execute(
+                &sagas::runner(&self.ctx),
+                &events,
+                &Limits::new(&self.ctx.config.saga),
+            )
+            .await;
             let mut msgs = Vec::new();
             for ((&i, ev), r) in idx.iter().zip(&events).zip(results) {
                 outcomes[i] = Some(match r {

@@ -73,6 +73,7 @@ fn rows(new: &NewOrder, key: Option<String>, trace_id: &str, order_id: i64) -> R
         last_event_id: None,
         retry_count: 0,
         failed_step: None,
+        step_started_at: now,
         created_at: now,
         updated_at: now,
     };

@@ -11,7 +11,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{admin, model::OrderView, orders, writer::OrderWriter};
+use super::{admin, cancel, model::OrderView, orders, writer::OrderWriter};
 use crate::{
     context::AppState,
     http::{
@@ -26,6 +26,7 @@ pub fn router(state: AppState, writer: OrderWriter) -> Router {
     Router::new()
         .route("/orders", post(create_order).get(list_orders))
         .route("/orders/{id}", get(get_order))
+        .route("/orders/{id}/cancel", post(cancel_order))
         .route("/admin/sagas", get(list_sagas))
         .route("/admin/sagas/{saga_id}", get(show_saga))
         .route("/admin/sagas/{saga_id}/retry", post(retry_saga))
@@ -66,6 +67,19 @@ async fn get_order(
         .await
         .map_err(|e| e.failed("GET_FAILED"))?;
     Ok(Json(OrderView::from(&o)))
+}
+
+/// POST /orders/:id/cancel (`cancel::cancel`).
+#[tracing::instrument(skip_all)]
+async fn cancel_order(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = crate::http::id_param("order id", &id).map_err(|e| e.with_code("INVALID_ID"))?;
+    let (code, view) = cancel::cancel(&s, id)
+        .await
+        .map_err(|e| e.failed("CANCEL_FAILED"))?;
+    Ok((code, Json(view)).into_response())
 }
 
 #[derive(Deserialize)]

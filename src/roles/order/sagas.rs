@@ -21,7 +21,10 @@ use diesel::{
 use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
 
 use super::{
-    decide::{self, Ended, EventOutcome, NotResent, Resend, SagaEvent, SagaWrites},
+    decide::{
+        self, Ended, EventOutcome, Interrupt, Interrupted, NotInterrupted, NotResent, Resend,
+        SagaEvent, SagaWrites,
+    },
     model::{OrderRow, SagaRow},
     schema::{orders, processed_events, saga_events, saga_states},
 };
@@ -120,6 +123,7 @@ pub async fn write(
                     saga_states::last_event_id.eq(sql::<Nullable<Text>>("VALUES(last_event_id)")),
                     saga_states::retry_count.eq(sql::<Integer>("VALUES(retry_count)")),
                     saga_states::failed_step.eq(sql::<Nullable<Text>>("VALUES(failed_step)")),
+                    saga_states::step_started_at.eq(sql::<Datetime>("VALUES(step_started_at)")),
                     saga_states::updated_at.eq(sql::<Datetime>("VALUES(updated_at)")),
                 )),
         )?;
@@ -174,12 +178,17 @@ pub struct Applied {
 }
 
 /// Applies `events` (arrival order) through `runner`; one result per event.
+/// `limits` stamp the expiry of the payment commands it sends.
 pub async fn execute(
     runner: &Runner<'_>,
     events: &[SagaEvent],
+    limits: &decide::Limits,
 ) -> Vec<Result<Applied, ItemFailure>> {
+    // Copied in: a borrow held across the awaits below would make the
+    // future's Send depend on its lifetime.
+    let limits = *limits;
     runner
-        .run(events, async |conn, part: &[SagaEvent]| {
+        .run(events, async move |conn, part: &[SagaEvent]| {
             let now = chrono::Utc::now().naive_utc();
             let r = conn
                 .transaction::<_, diesel::result::Error, _>(async |c| {
@@ -206,7 +215,8 @@ pub async fn execute(
                         .iter()
                         .map(|(s, o)| (s.saga_id.clone(), o.id))
                         .collect();
-                    let d = decide::decide_events(&seen, state, part, now);
+                    let mut d = decide::decide_events(&seen, state, part, now);
+                    decide::stamp_expiry(&mut d.writes, &limits);
                     let msgs = write(c, &d.writes).await?;
                     Ok((d, msgs, order_of))
                 })
@@ -255,7 +265,10 @@ pub async fn resend(
                 return Ok(None);
             };
             let message_id = uuid::Uuid::now_v7().to_string();
-            let d = decide::decide_resend(saga, order, who, now, message_id, trace_id.clone());
+            let mut d = decide::decide_resend(saga, order, who, now, message_id, trace_id.clone());
+            if let Ok(r) = &mut d {
+                decide::stamp_expiry(&mut r.writes, &decide::Limits::new(&ctx.config.saga));
+            }
             let msgs = match &d {
                 Ok(r) => write(c, &r.writes).await?,
                 Err(_) => Vec::new(),
@@ -266,6 +279,54 @@ pub async fn resend(
     let Some((d, msgs)) = r else { return Ok(None) };
     if let Ok(done) = &d {
         tracing::info!(saga_id = %saga_id, trace_id = %trace_id, action = done.action, message_id = %done.message_id, "re-sent the pending command");
+        ctx.outbox.enqueue(msgs);
+    }
+    Ok(Some(d))
+}
+
+/// What an interrupt did, and the command it wrote (committed).
+pub type InterruptResult = (Result<Interrupted, NotInterrupted>, Vec<OutboxMessage>);
+
+/// Interrupts one saga going forward (a deadline or the customer's cancel,
+/// `decide::decide_interrupt`) in one transaction under the saga's lock, so
+/// of two replicas (or a check and a cancel) racing for one saga, exactly
+/// one moves it. Returns the committed command for the relay; `Ok(None)`:
+/// no saga with this id.
+pub async fn interrupt_in(
+    conn: &mut AsyncMysqlConnection,
+    saga_id: &str,
+    why: Interrupt,
+    trace_id: &str,
+) -> QueryResult<Option<InterruptResult>> {
+    let now = chrono::Utc::now().naive_utc();
+    conn.transaction::<_, diesel::result::Error, _>(async |c| {
+        let Some((saga, order)) = lock_saga(c, saga_id).await? else {
+            return Ok(None);
+        };
+        let message_id = uuid::Uuid::now_v7().to_string();
+        let d = decide::decide_interrupt(saga, order, why, now, message_id, trace_id.into());
+        let msgs = match &d {
+            Ok(i) => write(c, &i.writes).await?,
+            Err(_) => Vec::new(),
+        };
+        Ok(Some((d, msgs)))
+    })
+    .await
+}
+
+/// `interrupt_in`, with the command enqueued on the relay after the commit.
+pub async fn interrupt(
+    ctx: &Ctx,
+    conn: &mut AsyncMysqlConnection,
+    saga_id: &str,
+    why: Interrupt,
+) -> QueryResult<Option<Result<Interrupted, NotInterrupted>>> {
+    let trace_id = new_trace_id();
+    let Some((d, msgs)) = interrupt_in(conn, saga_id, why, &trace_id).await? else {
+        return Ok(None);
+    };
+    if let Ok(i) = &d {
+        tracing::info!(saga_id = %saga_id, trace_id = %trace_id, step = %i.step, reason = %i.reason, "saga interrupted; compensating");
         ctx.outbox.enqueue(msgs);
     }
     Ok(Some(d))

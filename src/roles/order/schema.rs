@@ -27,6 +27,7 @@ diesel::table! {
         last_event_id -> Nullable<Varchar>,
         retry_count -> Integer,
         failed_step -> Nullable<Varchar>,
+        step_started_at -> Datetime,
         created_at -> Datetime,
         updated_at -> Datetime,
     }

@@ -4,12 +4,20 @@
 //! outcome per command out. The executor (`charge::execute`) reads, calls
 //! it and writes what it returns; a batch of one is the same call.
 //!
-//! The rule: at most one charge per order, ever. A repeated command (the
+//! The rule: at most one payment row per order, ever. A repeated command (the
 //! order is in the table, or was charged earlier in the same batch) re-emits
 //! the recorded outcome, with the recorded amount, status and tx id, and
 //! writes no second row. An amount that is not positive or does not fit
 //! DECIMAL(12,2) is refused for that command, with a reason; it is never
 //! rounded or wrapped.
+//!
+//! `payment.cancel` is the same rule seen from the other side (the barrier,
+//! docs/design/barrier.md): for an order with no row yet it writes the
+//! order's one row as a CANCELLED tombstone, so a `payment.process` that
+//! arrives later finds it and is answered "not charged"
+//! (`PAYMENT_CANCELLED`) without charging; for an order with a row it writes
+//! nothing and answers what the row says: a SUCCESS charge stands
+//! (`cancelled: false`), anything else was never charged.
 
 use std::collections::HashMap;
 
@@ -19,7 +27,7 @@ use super::schema::payments;
 use crate::{
     domain::Money,
     messaging::{
-        contracts::{Message, PaymentResult},
+        contracts::{Message, PaymentCancelResult, PaymentResult},
         outbox::Emit,
     },
 };
@@ -27,10 +35,27 @@ use crate::{
 /// Why a declined payment failed, as recorded and sent.
 pub const DECLINED: &str = "SIMULATED_FAILURE";
 
+/// Status and reason of the tombstone `payment.cancel` writes.
+pub const CANCELLED: &str = "CANCELLED";
+pub const CANCELLED_REASON: &str = "PAYMENT_CANCELLED";
+/// Reason of the tombstone a `payment.process` past its `expires_at` writes.
+pub const EXPIRED_REASON: &str = "PAYMENT_EXPIRED";
+
+/// What a payment command asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PayKind {
+    /// `payment.process`: charge the order (once).
+    Process,
+    /// `payment.cancel`: make sure the order is never charged, unless it
+    /// already was.
+    Cancel,
+}
+
 /// One command to decide, with what the caller drew for it before the
 /// transaction (so the decision stays a function of its input).
 #[derive(Clone, Debug)]
 pub struct PayCommand {
+    pub kind: PayKind,
     pub message_id: String,
     pub trace_id: String,
     pub saga_id: String,
@@ -39,6 +64,9 @@ pub struct PayCommand {
     pub amount: Decimal,
     /// Drawn from `payment.failure_rate`: decline this charge.
     pub declined: bool,
+    /// Read from the clock on arrival: the command is past its
+    /// `expires_at`, so the order role has given up on it.
+    pub expired: bool,
     /// The transaction id a successful new charge records.
     pub tx_id: String,
 }
@@ -76,6 +104,12 @@ pub enum PayOutcome {
     Repeated(PaymentResult),
     /// The command can never be charged (dead-letter it with this reason).
     Refused(String),
+    /// The answer to a `payment.cancel`; `tombstone` when it wrote the
+    /// order's CANCELLED row (nothing was recorded before).
+    Cancelled {
+        result: PaymentCancelResult,
+        tombstone: bool,
+    },
 }
 
 /// Everything the executor writes for a batch, and one outcome per command.
@@ -131,6 +165,32 @@ pub fn decide(recorded: &[Recorded], cmds: &[PayCommand]) -> PayDecision {
     let mut processed = std::collections::HashSet::new();
     let mut d = PayDecision::default();
     for (i, c) in cmds.iter().enumerate() {
+        if c.kind == PayKind::Cancel {
+            let outcome = match cancel(&mut known, c) {
+                Ok((result, row)) => {
+                    let tombstone = row.is_some();
+                    d.payments.extend(row);
+                    PayOutcome::Cancelled { result, tombstone }
+                }
+                Err(reason) => {
+                    d.outcomes.push(PayOutcome::Refused(reason));
+                    continue;
+                }
+            };
+            if processed.insert(c.message_id.as_str()) {
+                d.processed.push(c.message_id.clone());
+            }
+            if let PayOutcome::Cancelled { result, .. } = &outcome {
+                d.outbox.push(Emit {
+                    item: i,
+                    message: Message::PaymentCancelled(result.clone()),
+                    trace_id: c.trace_id.clone(),
+                    message_id: None,
+                });
+            }
+            d.outcomes.push(outcome);
+            continue;
+        }
         let result = if let Some(r) = known.get(&c.order_id) {
             PayOutcome::Repeated(result_of(r, c))
         } else {
@@ -141,7 +201,11 @@ pub fn decide(recorded: &[Recorded], cmds: &[PayCommand]) -> PayDecision {
                     continue;
                 }
             };
-            let (status, tx_id, reason) = if c.declined {
+            let (status, tx_id, reason) = if c.expired {
+                // Too late to charge: the order's one row becomes the
+                // tombstone a cancel would have written.
+                (CANCELLED, None, Some(EXPIRED_REASON.to_string()))
+            } else if c.declined {
                 ("FAILED", None, Some(DECLINED.to_string()))
             } else {
                 ("SUCCESS", Some(c.tx_id.clone()), None)
@@ -184,18 +248,164 @@ pub fn decide(recorded: &[Recorded], cmds: &[PayCommand]) -> PayDecision {
     d
 }
 
+/// A cancel against what is known of its order: the answer, and the
+/// tombstone row to insert when the order has no row yet.
+fn cancel(
+    known: &mut HashMap<i64, Recorded>,
+    c: &PayCommand,
+) -> Result<(PaymentCancelResult, Option<NewPayment>), String> {
+    let answer = |r: &Recorded| {
+        let charged = r.status == "SUCCESS";
+        PaymentCancelResult {
+            saga_id: c.saga_id.clone(),
+            order_id: c.order_id,
+            cancelled: !charged,
+            tx_id: if charged { r.tx_id.clone() } else { None },
+            reason: Some(if charged {
+                "charged before the cancel arrived".to_string()
+            } else {
+                format!("payment recorded as {}", r.status)
+            }),
+        }
+    };
+    if let Some(r) = known.get(&c.order_id) {
+        return Ok((answer(r), None));
+    }
+    let amount = check_amount(c.amount)?;
+    let row = NewPayment {
+        order_id: c.order_id,
+        saga_id: c.saga_id.clone(),
+        amount: amount.decimal(),
+        status: CANCELLED,
+        tx_id: None,
+        reason: Some(CANCELLED_REASON.into()),
+    };
+    let rec = Recorded {
+        order_id: c.order_id,
+        saga_id: Some(c.saga_id.clone()),
+        amount: row.amount,
+        status: CANCELLED.into(),
+        tx_id: None,
+        reason: row.reason.clone(),
+    };
+    let result = answer(&rec);
+    known.insert(c.order_id, rec);
+    Ok((result, Some(row)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn cancel_cmd(n: usize, order: i64) -> PayCommand {
+        PayCommand {
+            kind: PayKind::Cancel,
+            ..cmd(n, order, "5.00")
+        }
+    }
+
+    fn answer(d: &PayDecision, i: usize) -> (&PaymentCancelResult, bool) {
+        match &d.outcomes[i] {
+            PayOutcome::Cancelled { result, tombstone } => (result, *tombstone),
+            other => panic!("command {i}: {other:?}"),
+        }
+    }
+
+    /// Every order of a cancel and a process of one order, each once or
+    /// twice, in one batch and across batches: the order is charged only if
+    /// a process came first, and the cancel's answer says which.
+    #[test]
+    fn cancel_and_process_in_every_order() {
+        // Cancel first (also cancel without any process, and twice).
+        let d = decide(
+            &[],
+            &[
+                cancel_cmd(1, 1),
+                cancel_cmd(2, 1),
+                cmd(3, 1, "5.00"),
+                cmd(4, 1, "5.00"),
+            ],
+        );
+        assert_eq!(d.payments.len(), 1, "only the tombstone");
+        assert_eq!(d.payments[0].status, CANCELLED);
+        let (a, tomb) = answer(&d, 0);
+        assert!(a.cancelled && tomb && a.tx_id.is_none());
+        let (b, tomb) = answer(&d, 1);
+        assert!(b.cancelled && !tomb);
+        for i in [2, 3] {
+            let PayOutcome::Repeated(r) = &d.outcomes[i] else {
+                panic!("{:?}", d.outcomes[i]);
+            };
+            assert!(!r.success);
+            assert_eq!(r.reason.as_deref(), Some(CANCELLED_REASON));
+        }
+        assert_eq!(d.processed, ["m1", "m2", "m3", "m4"]);
+        // The same across batches: the recorded tombstone refuses the charge.
+        let rec = Recorded {
+            order_id: 1,
+            saga_id: Some("s-1".into()),
+            amount: "5.00".parse().unwrap(),
+            status: CANCELLED.into(),
+            tx_id: None,
+            reason: Some(CANCELLED_REASON.into()),
+        };
+        let d = decide(std::slice::from_ref(&rec), &[cmd(5, 1, "5.00")]);
+        assert!(d.payments.is_empty());
+        assert!(matches!(&d.outcomes[0], PayOutcome::Repeated(r) if !r.success));
+
+        // Process first, then cancel twice: the charge stands.
+        let d = decide(
+            &[],
+            &[cmd(1, 2, "5.00"), cancel_cmd(2, 2), cancel_cmd(3, 2)],
+        );
+        assert_eq!(d.payments.len(), 1);
+        assert_eq!(d.payments[0].status, "SUCCESS");
+        for i in [1, 2] {
+            let (a, tomb) = answer(&d, i);
+            assert!(!a.cancelled && !tomb);
+            assert_eq!(a.tx_id.as_deref(), Some("tx1"));
+        }
+        // A declined payment was never charged: cancelled, nothing written.
+        let mut declined = cmd(1, 3, "5.00");
+        declined.declined = true;
+        let d = decide(&[], &[declined, cancel_cmd(2, 3)]);
+        assert_eq!(d.payments.len(), 1);
+        let (a, tomb) = answer(&d, 1);
+        assert!(a.cancelled && !tomb && a.tx_id.is_none());
+        assert!(matches!(
+            &d.outbox[1].message,
+            Message::PaymentCancelled(r) if r.cancelled
+        ));
+    }
+
+    /// A process past its expiry is never charged: it writes the
+    /// tombstone, and a cancel after it finds nothing was charged.
+    #[test]
+    fn an_expired_process_writes_the_tombstone() {
+        let mut late = cmd(1, 1, "5.00");
+        late.expired = true;
+        let d = decide(&[], &[late, cancel_cmd(2, 1), cmd(3, 1, "5.00")]);
+        assert_eq!(d.payments.len(), 1);
+        assert_eq!(
+            (d.payments[0].status, d.payments[0].reason.as_deref()),
+            (CANCELLED, Some(EXPIRED_REASON))
+        );
+        let r = charged(&d, 0);
+        assert!(!r.success && r.tx_id.is_none());
+        assert!(answer(&d, 1).0.cancelled);
+        assert!(matches!(&d.outcomes[2], PayOutcome::Repeated(r) if !r.success));
+    }
+
     fn cmd(n: usize, order: i64, amount: &str) -> PayCommand {
         PayCommand {
+            kind: PayKind::Process,
             message_id: format!("m{n}"),
             trace_id: format!("t{n}"),
             saga_id: format!("s-{order}"),
             order_id: order,
             amount: amount.parse().unwrap(),
             declined: false,
+            expired: false,
             tx_id: format!("tx{n}"),
         }
     }

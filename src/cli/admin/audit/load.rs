@@ -2,7 +2,7 @@
 //! read-only, consistent-snapshot transaction, only the columns the checks
 //! use, in an order that makes cross-database reads safe (see `load`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::Context;
 use chrono::NaiveDateTime;
@@ -14,7 +14,7 @@ use crate::{
     config::Config,
     roles::{
         inventory::schema::{inventories, inventory_logs},
-        order::schema::{orders, saga_states},
+        order::schema::{orders, saga_events, saga_states},
         payment::schema::payments,
         Role,
     },
@@ -85,6 +85,9 @@ pub struct Snapshot {
     /// window. A log or payment row older than this whose order is gone
     /// belongs to a saga retention deleted (it is retired, not orphaned).
     pub retired_before: Option<NaiveDateTime>,
+    /// Sagas a deadline or a customer's cancel interrupted, with the step
+    /// they were at (their `saga.timed_out` / `order.cancelled` row).
+    pub interrupted: HashMap<String, String>,
 }
 
 /// Opens a connection whose every transaction is read-only.
@@ -128,7 +131,7 @@ async fn in_snapshot<T>(
 /// Sagas in flight may move in between; the checks leave them to the grace.
 pub async fn load(cfg: &Config) -> anyhow::Result<Snapshot> {
     let mut order_db = connect(cfg, Role::Order).await?;
-    let (now, orders, sagas) = in_snapshot(&mut order_db, async |c| {
+    let (now, orders, sagas, interrupted) = in_snapshot(&mut order_db, async |c| {
         let now: NaiveDateTime = diesel::select(sql::<Datetime>("UTC_TIMESTAMP(6)"))
             .get_result(c)
             .await?;
@@ -155,7 +158,16 @@ pub async fn load(cfg: &Config) -> anyhow::Result<Snapshot> {
             ))
             .load(c)
             .await?;
-        Ok((now, o, s))
+        // Few rows: only interrupted sagas have one.
+        let i: Vec<(String, Option<String>)> = saga_events::table
+            .filter(saga_events::event.eq_any([
+                crate::saga::Event::TimedOut.name(),
+                crate::saga::Event::Cancelled.name(),
+            ]))
+            .select((saga_events::saga_id, saga_events::from_step))
+            .load(c)
+            .await?;
+        Ok((now, o, s, i))
     })
     .await
     .context("Failed to read orders and sagas")?;
@@ -239,5 +251,9 @@ pub async fn load(cfg: &Config) -> anyhow::Result<Snapshot> {
         logs,
         payments,
         late_orders,
+        interrupted: interrupted
+            .into_iter()
+            .filter_map(|(saga, step)| Some((saga, step?)))
+            .collect(),
     })
 }

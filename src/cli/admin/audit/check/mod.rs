@@ -36,9 +36,10 @@ use SagaStep as P;
 /// order FAILED as soon as the payment fails. A FAILED saga is at DONE; the
 /// step it failed at (`failed_step`) tells the rest of the checks what it
 /// holds.
-pub const ACCEPTED: [(SagaStatus, SagaStep, OrderStatus); 7] = [
+pub const ACCEPTED: [(SagaStatus, SagaStep, OrderStatus); 8] = [
     (S::InProgress, P::ReservingInventory, O::Pending),
     (S::InProgress, P::ProcessingPayment, O::InventoryReserved),
+    (S::Compensating, P::CancellingPayment, O::InventoryReserved),
     (S::Compensating, P::ReleasingInventory, O::Failed),
     (S::Compensating, P::ReleasingInventory, O::Pending),
     (S::Completed, P::Done, O::Confirmed),
@@ -49,6 +50,8 @@ pub const ACCEPTED: [(SagaStatus, SagaStep, OrderStatus); 7] = [
 pub const PAYMENT_SUCCESS: &str = "SUCCESS";
 pub const PAYMENT_FAILED: &str = "FAILED";
 pub const PAYMENT_PENDING: &str = "PENDING";
+/// The payment role's tombstone: the order is never to be charged.
+pub const PAYMENT_CANCELLED: &str = "CANCELLED";
 
 fn order_status(s: &str) -> Option<OrderStatus> {
     [

@@ -1,8 +1,12 @@
 //! Invariant 3 for one order: at most one payment, for its amount, SUCCESS
-//! exactly when CONFIRMED, FAILED when compensated, none when the reserve
-//! failed.
+//! exactly when CONFIRMED, FAILED or CANCELLED when compensated, none when
+//! the reserve failed or was interrupted (timed out, cancelled) before it
+//! answered. A saga interrupted at its payment has the payment role's row
+//! (the tombstone `payment.cancel` writes, or the charge that came first).
 
-use super::{Checker, Phase, P, PAYMENT_FAILED, PAYMENT_PENDING, PAYMENT_SUCCESS, S};
+use super::{
+    Checker, Phase, P, PAYMENT_CANCELLED, PAYMENT_FAILED, PAYMENT_PENDING, PAYMENT_SUCCESS, S,
+};
 use crate::{
     cli::admin::audit::load::{OrderRec, PaymentRec, SagaRec},
     saga::{SagaStatus, SagaStep},
@@ -46,7 +50,14 @@ impl Checker<'_> {
                     ),
                 );
             }
-            if ![PAYMENT_SUCCESS, PAYMENT_FAILED, PAYMENT_PENDING].contains(&p.status.as_str()) {
+            if ![
+                PAYMENT_SUCCESS,
+                PAYMENT_FAILED,
+                PAYMENT_PENDING,
+                PAYMENT_CANCELLED,
+            ]
+            .contains(&p.status.as_str())
+            {
                 self.violation(
                     3,
                     "payment_status",
@@ -61,10 +72,16 @@ impl Checker<'_> {
         let success = pays.iter().any(|p| p.status == PAYMENT_SUCCESS);
         // A PENDING payment (recorded by POST /payments) did not succeed:
         // the saga that met it failed its payment, as for a FAILED one.
-        let failed = pays
-            .iter()
-            .any(|p| p.status == PAYMENT_FAILED || p.status == PAYMENT_PENDING);
+        let failed = pays.iter().any(|p| {
+            [PAYMENT_FAILED, PAYMENT_PENDING, PAYMENT_CANCELLED].contains(&p.status.as_str())
+        });
         let ids = [o.id.to_string(), saga.saga_id.clone()];
+        // Interrupted before its reserve answered: no payment was ever
+        // asked for, as for a failed reserve.
+        let step = match self.s.interrupted.get(&saga.saga_id) {
+            Some(at) if at == P::ReservingInventory.as_str() => P::ReservingInventory,
+            _ => step,
+        };
         match (status, step) {
             (S::Completed, _) if !success => {
                 let why = if failed {
@@ -85,7 +102,7 @@ impl Checker<'_> {
                 "charged_after_failed_reserve",
                 &ids,
                 format!(
-                    "order {} failed at its reserve, yet has a payment ({})",
+                    "order {} failed or was interrupted at its reserve, yet has a payment ({})",
                     o.id, pays[0].status
                 ),
             ),
@@ -101,7 +118,7 @@ impl Checker<'_> {
                 "failed_without_payment",
                 &ids,
                 format!(
-                    "order {} is {} after a payment failure, but has no FAILED payment",
+                    "order {} is {} after a payment failure or cancel, but has no FAILED or CANCELLED payment",
                     o.id, o.status
                 ),
             ),

@@ -119,9 +119,11 @@ fn accepted_states_are_the_reachable_ones() {
             Event::InventoryReserved { success },
             Event::InventoryReleased { success },
             Event::PaymentProcessed { success },
+            Event::PaymentCancelled { charged: success },
         ]
     });
-    let events: Vec<Event> = events.collect();
+    let mut events: Vec<Event> = events.collect();
+    events.extend([Event::TimedOut, Event::Cancelled]);
     let start = (S::InProgress, P::ReservingInventory, O::Pending);
     let mut seen = HashSet::from([start]);
     let mut todo = vec![start];
@@ -396,4 +398,56 @@ fn rows_of_orders_retired_by_retention_are_not_orphans() {
         created_at: t(600),
     });
     assert_eq!(kinds(&b.check(GRACE)), [(3, "payment_without_order")]);
+}
+
+/// The barrier's rules: an interrupted reserve holds no payment; a saga
+/// compensated after its payment was cancelled has the tombstone; a
+/// tombstone never sits beside a confirmed order.
+#[test]
+fn interrupted_sagas_follow_the_barrier_rules() {
+    let interrupted = |mut b: B, n: u32, at: P| {
+        b.0.interrupted.insert(format!("s{n}"), at.as_str().into());
+        b
+    };
+    // Consistent: a reserve that timed out (released nothing), a payment
+    // cancelled before any charge (tombstone, stock released), a charge
+    // that came before the cancel (confirmed).
+    let b = B::new()
+        .stock(1, 10, 2)
+        .order(1, 2, O::Compensated, S::Compensated, P::Done, 100)
+        .log(1, RELEASE, 0, true)
+        .order(2, 3, O::Compensated, S::Compensated, P::Done, 100)
+        .log(2, RESERVE, 3, true)
+        .pay(2, PAYMENT_CANCELLED)
+        .log(2, RELEASE, 3, true)
+        .order(3, 2, O::Confirmed, S::Completed, P::Done, 100)
+        .log(3, RESERVE, 2, true)
+        .pay(3, PAYMENT_SUCCESS);
+    let b = interrupted(b, 1, P::ReservingInventory);
+    let b = interrupted(b, 2, P::ProcessingPayment);
+    let b = interrupted(b, 3, P::ProcessingPayment);
+    let r = b.check(GRACE);
+    assert!(r.is_clean(), "{:?}", r.violations);
+
+    // Broken: a charge after an interrupted reserve; a compensated
+    // payment cancel with no tombstone; a confirmed order whose payment is
+    // the tombstone.
+    let b = B::new()
+        .stock(1, 10, 0)
+        .order(1, 2, O::Compensated, S::Compensated, P::Done, 100)
+        .log(1, RELEASE, 0, true)
+        .pay(1, PAYMENT_CANCELLED)
+        .order(2, 3, O::Compensated, S::Compensated, P::Done, 100)
+        .log(2, RESERVE, 3, true)
+        .log(2, RELEASE, 3, true)
+        .order(3, 2, O::Confirmed, S::Completed, P::Done, 100)
+        .log(3, RESERVE, 2, true)
+        .pay(3, PAYMENT_CANCELLED);
+    let b = interrupted(b, 1, P::ReservingInventory);
+    let b = interrupted(b, 2, P::ProcessingPayment);
+    let r = b.check(GRACE);
+    let k = kinds(&r);
+    assert!(k.contains(&(3, "charged_after_failed_reserve")), "{k:?}");
+    assert!(k.contains(&(3, "failed_without_payment")), "{k:?}");
+    assert!(k.contains(&(3, "confirmed_without_payment")), "{k:?}");
 }

@@ -1,0 +1,1 @@
+ALTER TABLE saga_states DROP COLUMN step_started_at;
