@@ -8,6 +8,7 @@ mod amqp_writes;
 mod api;
 mod bench;
 mod compat_api;
+mod console;
 mod consumer_faults;
 mod contracts;
 mod db_errors;

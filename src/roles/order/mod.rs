@@ -2,6 +2,8 @@
 //! orchestrator that consumes `order.events`.
 
 pub mod admin;
+pub mod console;
+pub mod dead_letters;
 pub mod decide;
 pub mod ids;
 pub mod model;
