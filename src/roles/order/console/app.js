@@ -27,7 +27,7 @@ function h(tag, attrs, ...children) {
     else if (k === "class") el.className = v;
     else el.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -35,8 +35,8 @@ function h(tag, attrs, ...children) {
 }
 
 function render(...nodes) {
-  const view = $("view");
-  view.replaceChildren(...nodes);
+  const keep = nodes.flat(Infinity).filter((n) => n !== null && n !== undefined && n !== false);
+  $("view").replaceChildren(...keep);
 }
 
 function ago(seconds) {
@@ -171,7 +171,7 @@ function emptyState() {
     h("p", {}, "This system has not processed an order. Place a first one and it shows up here within seconds:"),
     h("ol", {},
       h("li", {}, "Stock a product on the inventory role (port 8082 by default; the operator token if one is set):",
-        h("pre", {}, `curl -X POST http://127.0.0.1:8082/inventory \\\n  -H "Authorization: Bearer $DOP_ADMIN__TOKEN" \\\n  -d '{"product_id": 1, "quantity": 10}'`)),
+        h("pre", {}, `curl -X POST http://127.0.0.1:8082/inventory \\\n  -H "Authorization: Bearer $DOP_ADMIN__TOKEN" \\\n  -d '{"product_id": 1, "available_qty": 10}'`)),
       h("li", {}, "Place an order here, on the order role:",
         h("pre", {}, `curl -X POST ${origin}/orders \\\n  -d '{"user_id": 1, "product_id": 1, "quantity": 2, "total_amount": 19.98}'`)),
       h("li", {}, "Watch its saga move on the ", h("a", { href: "#/sagas" }, "Sagas"), " page, and open it for its timeline.")),
@@ -282,12 +282,16 @@ function effects(d) {
   const out = [];
   for (const e of d.events) {
     const units = o ? `${o.quantity} unit${o.quantity === 1 ? "" : "s"} of product ${o.product_id}` : "the units";
-    if (e.event === "inventory.reserved" && e.to_step !== "DONE") out.push(["Stock", `${units} reserved`, e]);
-    else if (e.event === "inventory.reserved") out.push(["Stock", `not reserved: ${e.reason || "refused"}`, e]);
-    else if (e.event === "payment.processed" && e.to_status === "COMPLETED") out.push(["Payment", `${o ? o.total_amount : ""} charged`, e]);
-    else if (e.event === "payment.processed") out.push(["Payment", `declined: ${e.reason || ""}`, e]);
-    else if (e.event === "inventory.released" && e.to_status === "COMPENSATED") out.push(["Stock", `${units} released`, e]);
-    else if (e.event === "inventory.released") out.push(["Stock", `release failed: ${e.reason || ""}`, e]);
+    const why = e.reason ? `: ${e.reason}` : "";
+    const said = {
+      "inventory.reserved": ["Stock", `${units} reserved`],
+      "inventory.reserve_failed": ["Stock", `not reserved${why}`],
+      "payment.processed": ["Payment", `${o ? o.total_amount : "the amount"} charged`],
+      "payment.failed": ["Payment", `declined${why}`],
+      "inventory.released": ["Stock", `${units} released`],
+      "inventory.release_failed": ["Stock", `release failed${why}`],
+    }[e.event];
+    if (said) out.push([...said, e]);
   }
   return out;
 }
