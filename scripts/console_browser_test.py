@@ -188,8 +188,14 @@ def go(d, hash_):
 
 
 def shot(d, name):
+    """The whole page (the window grown to its height), then back."""
     path = os.path.join(SHOTS, name)
+    size = d.get_window_size()
+    height = d.execute_script("return document.documentElement.scrollHeight")
+    d.set_window_size(size["width"], max(size["height"], min(height + 20, 3000)))
+    time.sleep(0.2)
     d.save_screenshot(path)
+    d.set_window_size(size["width"], size["height"])
     print(f"     screenshot {path}")
 
 

@@ -212,9 +212,9 @@ function listHash(p) {
 }
 
 function select(id, label, options, value) {
-  return [h("label", { for: id }, label),
+  return h("div", { class: "field" }, h("label", { for: id }, label),
     h("select", { id, name: id },
-      options.map(([v, text]) => h("option", { value: v, selected: v === value }, text)))];
+      options.map(([v, text]) => h("option", { value: v, selected: v === value }, text))));
 }
 
 async function sagaList() {
@@ -239,9 +239,9 @@ async function sagaList() {
       status: $("f-status").value, idle: $("f-idle").value, older: $("f-older").value,
     });
   } },
-  ...select("f-status", "Status", [["", "any"], ...STATUSES.map((x) => [x, x])], status),
-  ...select("f-idle", "Not moved for at least", ages, idle),
-  ...select("f-older", "Created at least", ages.map(([v, t]) => [v, v ? `${t} ago` : t]), older),
+  select("f-status", "Status", [["", "any"], ...STATUSES.map((x) => [x, x])], status),
+  select("f-idle", "Not moved for at least", ages, idle),
+  select("f-older", "Created at least", ages.map(([v, t]) => [v, v ? `${t} ago` : t]), older),
   h("button", { type: "submit" }, "Apply"));
 
   const rows = list.sagas.map((g) => h("tr", { class: g.stuck ? "stuck" : null, "data-saga": g.saga_id },
@@ -459,12 +459,14 @@ async function search(e) {
   clearMessages();
   const q = $("search-q").value.trim();
   if (UUID.test(q)) {
+    $("search-q").value = "";
     location.hash = `#/saga/${q.toLowerCase()}`;
     return;
   }
   if (/^[0-9]+$/.test(q)) {
     try {
       const o = await api("GET", `/orders/${q}`);
+      $("search-q").value = "";
       location.hash = `#/saga/${o.saga_id}`;
     } catch (err) {
       showError(err);
