@@ -7,7 +7,11 @@
 
 use std::time::Duration;
 
-use dop::{messaging::topology, roles::Role};
+use dop::{
+    cli::admin::sagas::{AdminApi, ListOpts},
+    messaging::topology,
+    roles::Role,
+};
 use hyper::Method;
 use serde_json::Value;
 
