@@ -211,6 +211,23 @@ async fn admin_summary_counts_rates_and_stuck_sagas() {
         );
         assert!(e["error"].as_str().unwrap().contains("seconds"), "{e}");
     }
+    // The CLI sends the same filters.
+    let api = AdminApi::new(&s.url(Role::Order, ""))
+        .unwrap()
+        .with_read_token("test-read");
+    let idle = ListOpts {
+        idle_for: Some(Duration::from_secs(1)),
+        status: Some("IN_PROGRESS".into()),
+        ..ListOpts::default()
+    };
+    let (l, _) = api.list(&idle).await.unwrap();
+    let ids: Vec<&str> = l.sagas.iter().map(|g| g.saga_id.as_str()).collect();
+    assert_eq!(ids, [waiting_saga.as_str()]);
+    let old = ListOpts {
+        older_than: Some(Duration::from_secs(3600)),
+        ..ListOpts::default()
+    };
+    assert_eq!(api.list(&old).await.unwrap().0.count, 0);
     let (_, detail) = get_as(
         &s,
         &format!("/admin/sagas/{waiting_saga}"),
