@@ -37,6 +37,14 @@ function h(tag, attrs, ...children) {
 function render(...nodes) {
   const keep = nodes.flat(Infinity).filter((n) => n !== null && n !== undefined && n !== false);
   $("view").replaceChildren(...keep);
+  // Each cell knows its column's name: at phone width a row becomes a
+  // card of "name: value" lines (app.css).
+  for (const t of $("view").querySelectorAll("table")) {
+    const heads = [...t.querySelectorAll("thead th")].map((th) => th.textContent);
+    for (const tr of t.querySelectorAll("tbody tr")) {
+      [...tr.children].forEach((td, i) => { td.dataset.label = heads[i] || ""; });
+    }
+  }
 }
 
 function ago(seconds) {
