@@ -178,7 +178,7 @@ function emptyState() {
     h("h2", { id: "empty-title" }, "No sagas yet"),
     h("p", {}, "This system has not processed an order. Place a first one and it shows up here within seconds:"),
     h("ol", {},
-      h("li", {}, "Stock a product on the inventory role (port 8082 by default; the operator token if one is set):",
+      h("li", {}, "Stock a product on the inventory role (port 8082 by default; the operator token if one is set). The default configuration seeds products 1001 and 1002 already (inventory.seed).",
         h("pre", {}, `curl -X POST http://127.0.0.1:8082/inventory \\\n  -H "Authorization: Bearer $DOP_ADMIN__TOKEN" \\\n  -d '{"product_id": 1, "available_qty": 10}'`)),
       h("li", {}, "Place an order here, on the order role:",
         h("pre", {}, `curl -X POST ${origin}/orders \\\n  -d '{"user_id": 1, "product_id": 1, "quantity": 2, "total_amount": 19.98}'`)),
