@@ -307,6 +307,28 @@ def run(d):
     assert listed == {short_saga, broken_saga}, listed
     ok("the list shows every saga and filters by status")
 
+    # Paging: two per page, newest first, forward to the end and back.
+    go(d, "#/sagas")
+    wait_for(d, "the saga list", lambda: len(d.find_elements(By.CSS_SELECTOR, "#saga-table tbody tr")) == 5)
+    d.find_element(By.CSS_SELECTOR, "#f-limit option[value='10']").click()
+    d.find_element(By.CSS_SELECTOR, "#filters button[type=submit]").click()
+    wait_for(d, "the per-page choice", lambda: "limit=10" in d.current_url)
+    go(d, "#/sagas?limit=2")
+
+    def page():
+        return [r.get_attribute("data-saga") for r in d.find_elements(By.CSS_SELECTOR, "#saga-table tbody tr")]
+
+    newest_first = [lost_saga, declined_saga, broken_saga, short_saga, good_saga]
+    wait_for(d, "page 1", lambda: page() == newest_first[:2])
+    d.find_element(By.ID, "next-page").click()
+    wait_for(d, "page 2", lambda: page() == newest_first[2:4])
+    d.find_element(By.ID, "next-page").click()
+    wait_for(d, "page 3", lambda: page() == newest_first[4:])
+    assert not d.find_elements(By.ID, "next-page"), "a next page after the last saga"
+    d.find_element(By.ID, "prev-page").click()
+    wait_for(d, "back to page 2", lambda: page() == newest_first[2:4])
+    ok("paging: two per page, Next to the last page and Previous back")
+
     # Stuck: the saga whose reserve died has not moved.
     go(d, "#/sagas")
     wait_for(d, "the stuck saga to be marked", lambda: "STUCK" in text(d, f'tr[data-saga="{lost_saga}"]'), timeout=60)

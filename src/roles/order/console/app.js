@@ -7,7 +7,7 @@
 
 const TOKEN_KEY = "dop.console.token";
 const REFRESH_MS = 5000;
-const PAGE = 25;
+const PAGE = "25";
 const STATUSES = ["IN_PROGRESS", "COMPENSATING", "COMPLETED", "COMPENSATED", "FAILED"];
 const UUID = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i;
 
@@ -231,7 +231,8 @@ async function sagaList() {
   const idle = p.get("idle") || "";
   const older = p.get("older") || "";
   const before = p.get("before") || "";
-  const q = new URLSearchParams({ limit: String(PAGE) });
+  const limit = /^[0-9]+$/.test(p.get("limit") || "") ? p.get("limit") : PAGE;
+  const q = new URLSearchParams({ limit });
   if (status) q.set("status", status);
   if (idle) q.set("idle_for", idle);
   if (older) q.set("older_than", older);
@@ -245,11 +246,13 @@ async function sagaList() {
     pages = [];
     location.hash = listHash({
       status: $("f-status").value, idle: $("f-idle").value, older: $("f-older").value,
+      limit: $("f-limit").value === PAGE ? "" : $("f-limit").value,
     });
   } },
   select("f-status", "Status", [["", "any"], ...STATUSES.map((x) => [x, x])], status),
   select("f-idle", "Not moved for at least", ages, idle),
   select("f-older", "Created at least", ages.map(([v, t]) => [v, v ? `${t} ago` : t]), older),
+  select("f-limit", "Per page", [...new Set(["10", PAGE, "100", limit])].map((n) => [n, n]), limit),
   h("button", { type: "submit" }, "Apply"));
 
   const rows = list.sagas.map((g) => h("tr", { class: g.stuck ? "stuck" : null, "data-saga": g.saga_id },
@@ -272,11 +275,11 @@ async function sagaList() {
   const nav = h("nav", { class: "pager", "aria-label": "Pages" },
     before ? h("button", { type: "button", id: "prev-page", onclick: () => {
       pages.pop();
-      location.hash = listHash({ status, idle, older, before: pages[pages.length - 1] || "" });
+      location.hash = listHash({ status, idle, older, limit: p.get("limit"), before: pages[pages.length - 1] || "" });
     } }, "Previous page") : null,
     list.next_before ? h("button", { type: "button", id: "next-page", onclick: () => {
       pages.push(list.next_before);
-      location.hash = listHash({ status, idle, older, before: list.next_before });
+      location.hash = listHash({ status, idle, older, limit: p.get("limit"), before: list.next_before });
     } }, "Next page") : null);
   render(h("h2", { tabindex: "-1", id: "page-title" }, "Sagas"), form, table, nav);
   schedule(sagaList);
