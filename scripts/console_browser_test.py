@@ -20,7 +20,11 @@ import urllib.parse
 import urllib.request
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -172,7 +176,7 @@ def wait_for(d, what, fn, timeout=WAIT):
         return WebDriverWait(d, timeout, poll_frequency=0.2).until(lambda _: fn())
     except TimeoutException:
         raise Failed(f"timed out after {timeout:.0f}s waiting for {what}; the page showed:\n"
-                     + d.find_element(By.TAG_NAME, "body").text[:2000]) from None
+                     + text(d, "body")[:2000]) from None
 
 
 def text(d, css):
@@ -181,6 +185,31 @@ def text(d, css):
     return d.execute_script(
         "const el = document.querySelector(arguments[0]);"
         "return el && !el.closest('[hidden]') ? el.innerText : '';", css)
+
+
+def click(d, css, timeout=WAIT):
+    """Clicks the element `css` names; the page redraws itself every few
+    seconds, so a click that meets a replaced element is tried again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            d.find_element(By.CSS_SELECTOR, css).click()
+            return
+        except (StaleElementReferenceException, NoSuchElementException):
+            if time.monotonic() > deadline:
+                raise Failed(f"could not click {css}; the page showed:\n" + text(d, "body")[:2000]) from None
+            time.sleep(0.1)
+
+
+def attrs(d, css, name):
+    """The attribute `name` of every element matching `css`, read at once."""
+    return d.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map((e) => e.getAttribute(arguments[1]));",
+        css, name)
+
+
+def count(d, css):
+    return len(attrs(d, css, "class"))
 
 
 def go(d, hash_):
@@ -201,11 +230,11 @@ def shot(d, name):
 
 def confirm(d, yes=True):
     wait_for(d, "the confirmation dialog", lambda: d.find_element(By.ID, "confirm-dialog").is_displayed())
-    d.find_element(By.ID, "confirm-yes" if yes else "confirm-no").click()
+    click(d, "#confirm-yes" if yes else "#confirm-no")
 
 
 def set_token(d, token):
-    d.find_element(By.ID, "token-set").click()
+    click(d, "#token-set")
     wait_for(d, "the token dialog", lambda: d.find_element(By.ID, "token-dialog").is_displayed())
     box = d.find_element(By.ID, "token-input")
     box.send_keys(token)
@@ -287,52 +316,62 @@ def run(d):
 
     # 4. The overview counts them, live.
     go(d, "#/")
-    wait_for(d, "the counters", lambda: d.find_elements(By.CSS_SELECTOR, "#c-failed .card-value")
-             and text(d, "#c-failed .card-value") == "2" and text(d, "#c-completed .card-value") == "1"
+    wait_for(d, "the counters", lambda: text(d, "#c-failed .card-value") == "2" and text(d, "#c-completed .card-value") == "1"
              and text(d, "#c-compensated .card-value") == "1" and text(d, "#c-in-flight .card-value") == "1")
     assert "in the last 60s" in text(d, "#c-completed"), text(d, "#c-completed")
-    assert not d.find_elements(By.ID, "empty-state")
+    assert count(d, "#empty-state") == 0
     ok("the overview counts in flight 1, completed 1, compensated 1, failed 2, with rates")
 
     # 5. The list: filter by status, find by order id, open a timeline.
     go(d, "#/sagas")
-    wait_for(d, "the saga list", lambda: len(d.find_elements(By.CSS_SELECTOR, "#saga-table tbody tr")) == 5)
-    for s in [good_saga, short_saga, broken_saga, declined_saga, lost_saga]:
-        assert d.find_elements(By.CSS_SELECTOR, f'tr[data-saga="{s}"]'), f"saga {s} not listed"
-    d.find_element(By.CSS_SELECTOR, "#f-status option[value='FAILED']").click()
-    d.find_element(By.CSS_SELECTOR, "#filters button[type=submit]").click()
-    wait_for(d, "the FAILED filter", lambda: len(d.find_elements(By.CSS_SELECTOR, "#saga-table tbody tr")) == 2)
+    wait_for(d, "the saga list", lambda: count(d, "#saga-table tbody tr") == 5)
+    listed = set(attrs(d, "#saga-table tbody tr", "data-saga"))
+    assert listed == {good_saga, short_saga, broken_saga, declined_saga, lost_saga}, listed
+    click(d, "#f-status option[value='FAILED']")
+    click(d, "#filters button[type=submit]")
+    wait_for(d, "the FAILED filter", lambda: count(d, "#saga-table tbody tr") == 2)
     assert "status=FAILED" in d.current_url
-    listed = {r.get_attribute("data-saga") for r in d.find_elements(By.CSS_SELECTOR, "#saga-table tbody tr")}
+    listed = set(attrs(d, "#saga-table tbody tr", "data-saga"))
     assert listed == {short_saga, broken_saga}, listed
     ok("the list shows every saga and filters by status")
 
     # Paging: two per page, newest first, forward to the end and back.
     go(d, "#/sagas")
-    wait_for(d, "the saga list", lambda: len(d.find_elements(By.CSS_SELECTOR, "#saga-table tbody tr")) == 5)
-    d.find_element(By.CSS_SELECTOR, "#f-limit option[value='10']").click()
-    d.find_element(By.CSS_SELECTOR, "#filters button[type=submit]").click()
+    wait_for(d, "the saga list", lambda: count(d, "#saga-table tbody tr") == 5)
+    click(d, "#f-limit option[value='10']")
+    click(d, "#filters button[type=submit]")
     wait_for(d, "the per-page choice", lambda: "limit=10" in d.current_url)
     go(d, "#/sagas?limit=2")
 
     def page():
-        return [r.get_attribute("data-saga") for r in d.find_elements(By.CSS_SELECTOR, "#saga-table tbody tr")]
+        return attrs(d, "#saga-table tbody tr", "data-saga")
 
     newest_first = [lost_saga, declined_saga, broken_saga, short_saga, good_saga]
     wait_for(d, "page 1", lambda: page() == newest_first[:2])
-    d.find_element(By.ID, "next-page").click()
+    click(d, "#next-page")
     wait_for(d, "page 2", lambda: page() == newest_first[2:4])
-    d.find_element(By.ID, "next-page").click()
+    click(d, "#next-page")
     wait_for(d, "page 3", lambda: page() == newest_first[4:])
-    assert not d.find_elements(By.ID, "next-page"), "a next page after the last saga"
-    d.find_element(By.ID, "prev-page").click()
+    assert count(d, "#next-page") == 0, "a next page after the last saga"
+    click(d, "#prev-page")
     wait_for(d, "back to page 2", lambda: page() == newest_first[2:4])
     ok("paging: two per page, Next to the last page and Previous back")
+
+    # The list redraws itself every 5 s: a filter being chosen and the
+    # focus stay where the operator left them.
+    click(d, "#f-status option[value='COMPENSATED']")
+    d.execute_script("document.getElementById('f-status').focus();"
+                     "window.shownTable = document.getElementById('saga-table');")
+    wait_for(d, "the list to redraw itself", lambda: d.execute_script(
+        "return document.getElementById('saga-table') !== window.shownTable"), timeout=15)
+    assert d.execute_script("return document.getElementById('f-status').value") == "COMPENSATED"
+    assert d.switch_to.active_element.get_attribute("id") == "f-status", d.switch_to.active_element.get_attribute("id")
+    ok("a redraw keeps the filter being chosen and the keyboard focus")
 
     # Stuck: the saga whose reserve died has not moved.
     go(d, "#/sagas")
     wait_for(d, "the stuck saga to be marked", lambda: "STUCK" in text(d, f'tr[data-saga="{lost_saga}"]'), timeout=60)
-    assert "stuck" in d.find_element(By.CSS_SELECTOR, f'tr[data-saga="{lost_saga}"]').get_attribute("class")
+    assert "stuck" in attrs(d, f'tr[data-saga="{lost_saga}"]', "class")[0]
     ok("a saga that has not moved is marked STUCK (a word, not only a colour)")
     shot(d, "sagas.png")
 
@@ -340,8 +379,8 @@ def run(d):
     search.clear()
     search.send_keys(good + Keys.ENTER)
     wait_for(d, "the saga page of the good order", lambda: good_saga in text(d, "#page-title"))
-    wait_for(d, "its timeline", lambda: len(d.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")) == 3)
-    events = [r.get_attribute("data-event") for r in d.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")]
+    wait_for(d, "its timeline", lambda: count(d, "#timeline tbody tr") == 3)
+    events = attrs(d, "#timeline tbody tr", "data-event")
     assert events == ["order.created", "inventory.reserved", "payment.processed"], events
     assert "charged" in text(d, "#effects") and "reserved" in text(d, "#effects"), text(d, "#effects")
     ok("search by order id opens the saga: order, stock and payment effects, timeline")
@@ -351,7 +390,7 @@ def run(d):
     go(d, f"#/saga/{broken_saga}")
     wait_for(d, "the failed saga", lambda: "RELEASING_INVENTORY" in text(d, "#view"))
     shot(d, "saga-failed.png")
-    d.find_element(By.ID, "retry").click()
+    click(d, "#retry")
     confirm(d)
     wait_for(d, "the refusal", lambda: "HTTP 403 FORBIDDEN" in text(d, "#error"))
     assert "operator token" in text(d, "#error"), text(d, "#error")
@@ -360,7 +399,7 @@ def run(d):
     assert saga(broken_saga)["status"] == "FAILED"
     ok("a retry without the operator token is refused (403 shown; 401 with none) and changes nothing")
 
-    d.find_element(By.ID, "retry").click()
+    click(d, "#retry")
     confirm(d, yes=False)
     time.sleep(0.5)
     assert saga(broken_saga)["status"] == "FAILED"
@@ -368,16 +407,16 @@ def run(d):
 
     # The operator puts the units back, then retries with the token.
     sql("UPDATE inventories SET reserved_qty = 3, available_qty = 2 WHERE product_id = 2")
-    d.find_element(By.ID, "token-forget").click()
+    click(d, "#token-forget")
     set_token(d, OPERATOR)
     token_nowhere_but_the_session(d, OPERATOR)
-    wait_for(d, "the retry button", lambda: d.find_elements(By.ID, "retry"))
-    d.find_element(By.ID, "retry").click()
+    wait_for(d, "the retry button", lambda: count(d, "#retry"))
+    click(d, "#retry")
     confirm(d)
     wait_for(d, "the retry's result", lambda: "Retry accepted" in text(d, "#notice"))
     eventually("the retried saga to be COMPENSATED", lambda: saga(broken_saga)["status"] == "COMPENSATED")
     wait_for(d, "the timeline to show the retry and the release",
-             lambda: d.find_elements(By.CSS_SELECTOR, '#timeline tr[data-event="operator.retry"]')
+             lambda: count(d, '#timeline tr[data-event="operator.retry"]')
              and "COMPENSATED" in text(d, "#view .facts"), timeout=WAIT)
     ok("the retry with the operator token is accepted and lands in the timeline (operator.retry)")
     shot(d, "saga-retried.png")
@@ -390,7 +429,7 @@ def run(d):
     assert lost_saga in text(d, ".samples"), text(d, ".samples")
     ok("the dead-letter page shows the depth and the message with its x-dlq-reason")
     shot(d, "dead-letters.png")
-    d.find_element(By.CSS_SELECTOR, 'button.redrive[data-queue="inventory.commands"]').click()
+    click(d, 'button.redrive[data-queue="inventory.commands"]')
     confirm(d)
     wait_for(d, "the redrive's result", lambda: "moved 1 of 1" in text(d, "#notice"))
     eventually("the redriven order to be CONFIRMED", lambda: order_status(lost) == "CONFIRMED")
@@ -422,14 +461,14 @@ def run(d):
     d.set_window_size(390, 844)
     for h in ["#/", "#/sagas", f"#/saga/{broken_saga}", "#/dlq"]:
         go(d, h)
-        wait_for(d, f"{h} at phone width", lambda: d.find_elements(By.ID, "page-title"))
+        wait_for(d, f"{h} at phone width", lambda: count(d, "#page-title"))
         time.sleep(0.3)
         no_horizontal_scroll(d)
     go(d, "#/")
     wait_for(d, "the overview at phone width", lambda: text(d, "#c-completed .card-value") == "2")
     shot(d, "phone-overview.png")
     go(d, f"#/saga/{broken_saga}")
-    wait_for(d, "the saga at phone width", lambda: d.find_elements(By.ID, "timeline"))
+    wait_for(d, "the saga at phone width", lambda: count(d, "#timeline"))
     shot(d, "phone-saga.png")
     ok("phone width (390 px): every page fits, tables scroll inside their box")
 
@@ -443,7 +482,7 @@ def main():
     d = browser()
     try:
         run(d)
-    except (Failed, AssertionError) as e:
+    except Exception as e:  # noqa: BLE001 - every failure gets the report below
         print(f"FAIL {e}", flush=True)
         try:
             shot(d, "failure.png")

@@ -13,6 +13,9 @@ const UUID = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$
 
 const $ = (id) => document.getElementById(id);
 let timer = null;
+// True while a page redraws itself on its timer (not on navigation): the
+// redraw then keeps the focus and any filter the operator is changing.
+let refreshing = false;
 // Paging of the saga list: the `before` of each page seen, for "Previous".
 let pages = [];
 
@@ -34,9 +37,30 @@ function h(tag, attrs, ...children) {
   return el;
 }
 
+/** What identifies a focusable element across a redraw. */
+function focusKey(el) {
+  if (!el || !$("view").contains(el)) return null;
+  if (el.id) return `#${CSS.escape(el.id)}`;
+  if (el.dataset.queue) return `[data-queue="${CSS.escape(el.dataset.queue)}"]`;
+  if (el.getAttribute("href")) return `a[href="${CSS.escape(el.getAttribute("href"))}"]`;
+  return null;
+}
+
 function render(...nodes) {
   const keep = nodes.flat(Infinity).filter((n) => n !== null && n !== undefined && n !== false);
+  const focus = refreshing ? focusKey(document.activeElement) : null;
+  const values = refreshing
+    ? [...$("view").querySelectorAll("select[id], input[id]")].map((el) => [el.id, el.value])
+    : [];
   $("view").replaceChildren(...keep);
+  for (const [id, value] of values) {
+    const el = $(id);
+    if (el && [...(el.options || [])].some((o) => o.value === value)) el.value = value;
+  }
+  if (focus) {
+    const el = $("view").querySelector(focus);
+    if (el) el.focus({ preventScroll: true });
+  }
   // Each cell knows its column's name: at phone width a row becomes a
   // card of "name: value" lines (app.css).
   for (const t of $("view").querySelectorAll("table")) {
@@ -429,11 +453,14 @@ function schedule(fn, ms = REFRESH_MS) {
       schedule(fn, ms);
       return;
     }
+    refreshing = true;
     try {
       await fn();
     } catch (e) {
       showError(e);
       schedule(fn, ms);
+    } finally {
+      refreshing = false;
     }
   }, ms);
 }
