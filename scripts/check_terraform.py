@@ -210,6 +210,31 @@ def check_rules(d: Path) -> list:
         if "secrets" not in c:
             problems.append(f"aws_ecs_task_definition.{name}: no secrets (database URL from Secrets Manager)")
 
+    # --- replicas, autoscaling, a clustered broker, Multi-AZ (issue 18) -------
+    if services and strip(services[0][1].get("desired_count")) != "${local.desired_counts[each.key]}":
+        problems.append("aws_ecs_service.role: desired_count must be local.desired_counts[each.key] (a count per role)")
+    policies = dict(of_type("aws_appautoscaling_policy"))
+    if "order_cpu" not in policies or "queue_backlog" not in policies:
+        problems.append("want aws_appautoscaling_policy.order_cpu (CPU) and .queue_backlog (inventory and payment on queue depth)")
+    elif "AWS/AmazonMQ" not in str(policies["queue_backlog"]) or "MessageCount" not in str(policies["queue_backlog"]):
+        problems.append("aws_appautoscaling_policy.queue_backlog must track the Amazon MQ queue's MessageCount")
+    brokers = dict(of_type("aws_mq_broker"))
+    if strip(brokers.get("rabbitmq", {}).get("deployment_mode")) != "${var.mq_deployment_mode}":
+        problems.append("aws_mq_broker.rabbitmq: deployment_mode must be var.mq_deployment_mode")
+    if strip(dict(variables).get("mq_deployment_mode", {}).get("default")) != "SINGLE_INSTANCE":
+        problems.append("variable mq_deployment_mode must default to SINGLE_INSTANCE (the cheap demo)")
+    if "DOP_RABBITMQ__QUEUE_TYPE" not in alltext or "local.mq_cluster" not in alltext:
+        problems.append("a CLUSTER_MULTI_AZ broker must set DOP_RABBITMQ__QUEUE_TYPE=quorum in the tasks (local.mq_cluster)")
+    dbs = dict(of_type("aws_db_instance"))
+    if strip(dbs.get("mysql", {}).get("multi_az")) != "${var.db_multi_az}":
+        problems.append("aws_db_instance.mysql: multi_az must be var.db_multi_az")
+    if example.is_file():
+        ex = example.read_text()
+        if not re.search(r'^mq_deployment_mode\s*=\s*"CLUSTER_MULTI_AZ"', ex, re.M) or not re.search(
+            r"^db_multi_az\s*=\s*true", ex, re.M
+        ):
+            problems.append("terraform.tfvars.example (the production example) must set mq_deployment_mode = \"CLUSTER_MULTI_AZ\" and db_multi_az = true")
+
     # --- ALB ------------------------------------------------------------------
     tgs = of_type("aws_lb_target_group")
     for name, body in tgs:

@@ -62,3 +62,6 @@ scripts/check-tls.sh
 
 step "the short chaos run (kills every role, restarts RabbitMQ and MariaDB; must lose nothing)"
 scripts/chaos.sh --short
+
+step "the short replica run (two replicas of every role, crashed and scaled in under load; must lose nothing)"
+scripts/replicas.sh --short

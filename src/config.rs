@@ -326,6 +326,12 @@ pub struct RetentionConfig {
     pub interval: Duration,
     /// Rows per DELETE: each is a short statement of its own.
     pub batch_size: u32,
+    /// Optional: terminal sagas (with their timelines and orders) whose
+    /// last change is older than this are deleted by the order role. Off
+    /// (`None`) by default. Must be at least `dedup`, so that a late copy
+    /// of a saga's message is still caught by its deduplication record.
+    #[serde(default, with = "humantime_serde")]
+    pub sagas: Option<Duration>,
 }
 
 impl RetentionConfig {
@@ -437,6 +443,7 @@ impl Default for Config {
                 dedup: Duration::from_secs(7 * 24 * 3600),
                 interval: Duration::from_secs(60),
                 batch_size: 1000,
+                sagas: None,
             },
             admin: AdminConfig {
                 token: Secret::default(),
@@ -572,6 +579,15 @@ impl Config {
         }
         if !(1..=100_000).contains(&self.retention.batch_size) {
             bail!("invalid configuration: retention.batch_size must be between 1 and 100000");
+        }
+        if let Some(sagas) = self.retention.sagas {
+            if sagas < self.retention.dedup {
+                bail!(
+                    "invalid configuration: retention.sagas ({}) must be at least retention.dedup ({}): a saga must outlive the deduplication records of its messages",
+                    humantime_serde::re::humantime::format_duration(sagas),
+                    humantime_serde::re::humantime::format_duration(self.retention.dedup)
+                );
+            }
         }
         if !matches!(self.log_format.as_str(), "auto" | "json" | "pretty") {
             bail!("invalid configuration: log_format must be auto, json or pretty");
@@ -935,6 +951,29 @@ mod tests {
             jail.set_env("DOP_RETENTION__BATCH_SIZE", "0");
             let err = Config::finish(fig(), &MapEnv(HashMap::new()), None).unwrap_err();
             assert!(err.to_string().contains("retention.batch_size"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn saga_retention_is_off_by_default_and_outlives_the_dedup_window() {
+        let cfg = load(&[], None).unwrap();
+        assert_eq!(cfg.retention.sagas, None);
+        figment::Jail::expect_with(|jail| {
+            let fig = || {
+                Figment::from(Serialized::defaults(Config::default()))
+                    .merge(Env::prefixed("DOP_").split("__"))
+            };
+            jail.set_env("DOP_RETENTION__SAGAS", "30d");
+            let cfg = Config::finish(fig(), &MapEnv(HashMap::new()), None).unwrap();
+            assert_eq!(
+                cfg.retention.sagas,
+                Some(Duration::from_secs(30 * 24 * 3600))
+            );
+            jail.set_env("DOP_RETENTION__SAGAS", "6d");
+            let err = Config::finish(fig(), &MapEnv(HashMap::new()), None).unwrap_err();
+            assert!(err.to_string().contains("retention.sagas (6days)"), "{err}");
             Ok(())
         });
     }

@@ -38,11 +38,19 @@ resource "aws_ecs_cluster" "this" {
 
 locals {
   # What every role gets besides its own database URL.
-  common_environment = [
-    { name = "DOP_LOG_FORMAT", value = "json" },
-    { name = "PAYMENT_FAILURE_RATE", value = var.payment_failure_rate },
-    { name = "INVENTORY_RESERVE_MAX_RETRIES", value = tostring(var.inventory_reserve_max_retries) },
-  ]
+  common_environment = concat(
+    [
+      { name = "DOP_LOG_FORMAT", value = "json" },
+      { name = "PAYMENT_FAILURE_RATE", value = var.payment_failure_rate },
+      { name = "INVENTORY_RESERVE_MAX_RETRIES", value = tostring(var.inventory_reserve_max_retries) },
+    ],
+    # A clustered broker: quorum queues, replicated over its nodes, so a
+    # node that is down takes no message with it (docs/scaling.md).
+    local.mq_cluster ? [{ name = "DOP_RABBITMQ__QUEUE_TYPE", value = "quorum" }] : [],
+  )
+
+  # Tasks per role (var.desired_counts overrides var.desired_count).
+  desired_counts = { for r in keys(local.roles) : r => lookup(var.desired_counts, r, var.desired_count) }
 
   log_options = {
     for k, g in aws_cloudwatch_log_group.tasks : k => {
@@ -166,7 +174,7 @@ resource "aws_ecs_service" "role" {
   name                              = "${local.name}-${each.key}"
   cluster                           = aws_ecs_cluster.this.id
   task_definition                   = aws_ecs_task_definition.role[each.key].arn
-  desired_count                     = var.desired_count
+  desired_count                     = local.desired_counts[each.key]
   launch_type                       = "FARGATE"
   platform_version                  = "LATEST"
   health_check_grace_period_seconds = contains(local.routed_roles, each.key) ? 60 : null

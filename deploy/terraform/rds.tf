@@ -1,7 +1,8 @@
-# One RDS MySQL 8 instance. The three role databases (orders_db, inventory_db,
-# payments_db) are not created here: `dop migrate`, run as a one-off ECS task
-# by deploy.sh, creates them and applies the embedded migrations, and each
-# role's `serve` applies its own pending migrations at start.
+# One RDS MySQL 8 instance, Multi-AZ when var.db_multi_az. The three role
+# databases (orders_db, inventory_db, payments_db) are not created here:
+# `dop migrate`, run as a one-off ECS task by deploy.sh, creates them and
+# applies the embedded migrations, and each role's `serve` applies its own
+# pending migrations at start.
 
 resource "aws_db_subnet_group" "mysql" {
   name       = "${local.name}-mysql"
@@ -66,7 +67,7 @@ resource "aws_iam_role_policy_attachment" "rds_monitoring" {
 }
 
 resource "aws_db_instance" "mysql" {
-  #checkov:skip=CKV_AWS_157:One instance by design (issue 6): Multi-AZ doubles the database cost; turn it on for production.
+  #checkov:skip=CKV_AWS_157:Multi-AZ follows var.db_multi_az, off by default because it doubles the database cost of a demo; the production example turns it on.
   #checkov:skip=CKV_AWS_293:Deletion protection follows var.deletion_protection, off by default so that destroy.sh can return the account to nothing.
   #checkov:skip=CKV_AWS_353:Performance Insights (now CloudWatch Database Insights) is not supported for RDS for MySQL on db.t4g.micro, the default class.
   #checkov:skip=CKV_AWS_354:Performance Insights is off (see CKV_AWS_353), so there is nothing for its key to encrypt.
@@ -78,6 +79,9 @@ resource "aws_db_instance" "mysql" {
   engine_lifecycle_support = "open-source-rds-extended-support-disabled"
   instance_class           = var.db_instance_class
 
+  # Storage autoscaling: start small, let RDS grow the volume as the tables
+  # grow (about 0.2 GB per day per order/s, docs/operations.md "Sizing"),
+  # up to a ceiling that costs nothing until it is used.
   allocated_storage     = var.db_allocated_storage
   max_allocated_storage = var.db_max_allocated_storage
   storage_type          = "gp3"
@@ -92,7 +96,7 @@ resource "aws_db_instance" "mysql" {
   vpc_security_group_ids = [aws_security_group.db.id]
   parameter_group_name   = aws_db_parameter_group.mysql.name
   publicly_accessible    = false
-  multi_az               = false
+  multi_az               = var.db_multi_az
 
   backup_retention_period    = var.db_backup_retention_days
   copy_tags_to_snapshot      = true
@@ -105,6 +109,13 @@ resource "aws_db_instance" "mysql" {
   monitoring_interval             = 60
   monitoring_role_arn             = aws_iam_role.rds_monitoring.arn
   enabled_cloudwatch_logs_exports = ["error", "slowquery"]
+
+  lifecycle {
+    precondition {
+      condition     = var.db_max_allocated_storage >= var.db_allocated_storage
+      error_message = "db_max_allocated_storage (the storage autoscaling ceiling) must be at least db_allocated_storage."
+    }
+  }
 
   depends_on = [aws_cloudwatch_log_group.rds, aws_iam_role_policy_attachment.rds_monitoring]
 }

@@ -114,9 +114,58 @@ variable "task_memory" {
 }
 
 variable "desired_count" {
-  description = "Tasks per role (order, inventory, payment)."
+  description = "Tasks per role (order, inventory, payment) unless desired_counts names the role. With autoscaling on, the floor the autoscaler never goes below, and what every apply sets the count back to. Replicas of a role share its database and queues (docs/scaling.md)."
   type        = number
   default     = 1
+
+  validation {
+    condition     = var.desired_count >= 0
+    error_message = "desired_count must not be negative."
+  }
+}
+
+variable "desired_counts" {
+  description = "Tasks of the roles named, overriding desired_count, e.g. { order = 2, inventory = 2, payment = 2 }."
+  type        = map(number)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for r, n in var.desired_counts : contains(["order", "inventory", "payment"], r) && n >= 0])
+    error_message = "desired_counts takes the roles order, inventory and payment, each with a count of 0 or more."
+  }
+}
+
+variable "autoscaling_max_count" {
+  description = "Most tasks per role ECS service autoscaling may run; 0 turns autoscaling off. The order role scales on its average CPU (order_cpu_target), inventory and payment on the messages waiting in their command queue per running task (queue_backlog_per_task). Sizing: docs/scaling.md."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.autoscaling_max_count >= 0 && var.autoscaling_max_count <= 50
+    error_message = "autoscaling_max_count must be 0 (off) to 50."
+  }
+}
+
+variable "order_cpu_target" {
+  description = "Average CPU utilisation (percent) of the order role's tasks that its autoscaling aims at."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.order_cpu_target >= 10 && var.order_cpu_target <= 90
+    error_message = "order_cpu_target must be between 10 and 90 percent."
+  }
+}
+
+variable "queue_backlog_per_task" {
+  description = "Messages waiting (ready plus unacknowledged) in inventory.commands or payment.commands per running task that the inventory and payment autoscaling aims at. It reads Amazon MQ's per-queue MessageCount (dimensions Broker, VirtualHost, Queue), published for the RabbitMQ 3.x engines (mq_engine_version defaults to 3.13); check that the metric exists before moving to another engine line."
+  type        = number
+  default     = 400
+
+  validation {
+    condition     = var.queue_backlog_per_task >= 1
+    error_message = "queue_backlog_per_task must be at least 1."
+  }
 }
 
 variable "payment_failure_rate" {
@@ -169,9 +218,15 @@ variable "db_allocated_storage" {
 }
 
 variable "db_max_allocated_storage" {
-  description = "Storage autoscaling ceiling, GiB."
+  description = "Storage autoscaling ceiling, GiB: RDS grows the volume by itself, up to this, when free space runs low, and bills only what it has grown to. The three databases take about 2.4 KB per saga, 0.2 GB per day per order/s of average rate (docs/operations.md, \"Sizing\"): 1,000 GiB lasts about 45 days at an average 100 orders/s, or over a year at 10/s. Raise it (or archive) before a deployment gets there."
   type        = number
-  default     = 100
+  default     = 1000
+}
+
+variable "db_multi_az" {
+  description = "Run the RDS instance Multi-AZ: a synchronous standby in the other AZ that RDS fails over to (about a minute, same endpoint) when the primary or its AZ fails. Doubles the database cost; on for production."
+  type        = bool
+  default     = false
 }
 
 variable "db_username" {
@@ -218,9 +273,20 @@ variable "deletion_protection" {
 # ------------------------------------------------------------- Amazon MQ ---
 
 variable "mq_instance_type" {
-  description = "Amazon MQ for RabbitMQ instance type (mq.t3.micro is single-instance only)."
+  description = "Amazon MQ for RabbitMQ instance type (mq.t3.micro is single-instance only; a cluster needs mq.m5.large or larger)."
   type        = string
   default     = "mq.t3.micro"
+}
+
+variable "mq_deployment_mode" {
+  description = "SINGLE_INSTANCE (one broker node; its queues are gone while it is) or CLUSTER_MULTI_AZ (three nodes across AZs behind one endpoint; the roles then declare quorum queues, which keep their messages while a node is down). Changing it replaces the broker."
+  type        = string
+  default     = "SINGLE_INSTANCE"
+
+  validation {
+    condition     = contains(["SINGLE_INSTANCE", "CLUSTER_MULTI_AZ"], var.mq_deployment_mode)
+    error_message = "mq_deployment_mode must be SINGLE_INSTANCE or CLUSTER_MULTI_AZ."
+  }
 }
 
 variable "mq_engine_version" {

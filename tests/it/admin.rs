@@ -574,3 +574,115 @@ async fn admin_dlq_redrive_finishes_a_dead_lettered_reserve() {
     assert!(r.is_clean(), "{r:#?}");
     s.teardown().await;
 }
+
+/// `dop admin prune` on real sagas aged by forty days, with
+/// `retention.sagas` 30d: the dry run names what would go and deletes
+/// nothing; the real run deletes the terminal sagas with their timelines and
+/// orders and keeps the young one; the audit stays clean, counting the
+/// deleted ones as retired, because their reserve logs and payments stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_prune_retires_old_terminal_sagas_and_the_audit_stays_clean() {
+    let s = Stack::start(Opts::default()).await;
+    let pid = product_id();
+    s.add_product(pid, 3).await;
+    let ok = s.order(pid, 2, "39.98").await;
+    let short = s.order(pid, 5, "99.95").await;
+    settle(&s, &ok, "CONFIRMED").await;
+    settle(&s, &short, "FAILED").await;
+    let young = s.order(pid, 1, "19.99").await;
+    settle(&s, &young, "CONFIRMED").await;
+    let old = format!("({ok}, {short})");
+    let age = "INTERVAL 40 DAY";
+    s.db(Role::Order)
+        .await
+        .batch_execute(&format!(
+            "UPDATE orders SET created_at = created_at - {age}, updated_at = updated_at - {age} WHERE id IN {old}; \
+             UPDATE saga_states SET created_at = created_at - {age}, updated_at = updated_at - {age} WHERE order_id IN {old}"
+        ))
+        .await
+        .unwrap();
+    s.db(Role::Inventory)
+        .await
+        .batch_execute(&format!(
+            "UPDATE inventory_logs SET created_at = created_at - {age} WHERE order_id IN {old}"
+        ))
+        .await
+        .unwrap();
+    s.db(Role::Payment)
+        .await
+        .batch_execute(&format!(
+            "UPDATE payments SET created_at = created_at - {age} WHERE order_id IN {old}"
+        ))
+        .await
+        .unwrap();
+    let env = [("DOP_RETENTION__SAGAS", "30d")];
+
+    let dry = dop_as(&s, &["admin", "prune", "--dry-run", "--json"], &env).await;
+    assert_eq!(dry.code, 0, "{} {}", dry.stdout, dry.stderr);
+    let plans: Value = serde_json::from_str(&dry.stdout).unwrap();
+    let sagas = plans
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["table"] == "saga_states")
+        .unwrap_or_else(|| panic!("{plans:#}"));
+    assert_eq!(sagas["role"], "order");
+    assert_eq!(sagas["rows"], 2, "{plans:#}");
+    assert_eq!(sagas["window_seconds"], 30 * 86_400);
+    assert!(
+        sagas["lag_seconds"].as_u64().unwrap() >= 9 * 86_400,
+        "{plans:#}"
+    );
+    assert_eq!(
+        s.get(Role::Order, &format!("/orders/{ok}")).await.status,
+        200
+    );
+
+    let text = dop_as(
+        &s,
+        &["admin", "prune", "--dry-run", "--role", "order"],
+        &env,
+    )
+    .await;
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    assert!(text.stdout.contains("WOULD DELETE"), "{}", text.stdout);
+
+    let run = dop_as(&s, &["admin", "prune"], &env).await;
+    assert_eq!(run.code, 0, "{} {}", run.stdout, run.stderr);
+    for id in [&ok, &short] {
+        assert_eq!(
+            s.get(Role::Order, &format!("/orders/{id}")).await.status,
+            404
+        );
+    }
+    assert_eq!(
+        s.get(Role::Order, &format!("/orders/{young}")).await.status,
+        200
+    );
+    let again = dop_as(&s, &["admin", "prune", "--dry-run", "--json"], &env).await;
+    let plans: Value = serde_json::from_str(&again.stdout).unwrap();
+    assert!(
+        plans.as_array().unwrap().iter().all(|p| p["rows"] == 0),
+        "{plans:#}"
+    );
+
+    let audit = dop_as(
+        &s,
+        &["admin", "audit", "--in-flight-grace", "0s", "--json"],
+        &env,
+    )
+    .await;
+    assert_eq!(audit.code, 0, "{} {}", audit.stdout, audit.stderr);
+    let r: Value = serde_json::from_str(&audit.stdout).unwrap();
+    assert_eq!(r["retired"], 2, "{r:#}");
+    assert_eq!(r["orders"], 1);
+    // Without saga retention configured, the same rows are orphans.
+    let strict = dop(&s, &["admin", "audit", "--in-flight-grace", "0s"], None).await;
+    assert_eq!(strict.code, 1, "{}", strict.stdout);
+    assert!(
+        strict.stdout.contains("log_without_order"),
+        "{}",
+        strict.stdout
+    );
+    s.teardown().await;
+}

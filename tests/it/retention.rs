@@ -13,7 +13,7 @@ use diesel_async::{AsyncMysqlConnection, RunQueryDsl};
 use dop::{
     config::Config,
     observability::Metrics,
-    retention::{Pruner, Target},
+    retention::{Kind, Pruner, Target},
     roles::Role,
 };
 use serde_json::json;
@@ -82,6 +82,7 @@ fn pruner(pool: dop::db::DbPool, metrics: Arc<Metrics>, window: Duration, batch:
             table: "processed_events",
             column: "processed_at",
             window,
+            kind: Kind::Aged,
         }],
         batch_size: batch,
     }
@@ -367,4 +368,202 @@ async fn redrive_keeps_a_dead_letter_older_than_the_dedup_window() {
         "the young one went back"
     );
     s.teardown().await;
+}
+
+/// One saga as the order role stores it: the order, the saga created
+/// `created_ago` and last changed `updated_ago` seconds ago, and `events`
+/// timeline rows.
+async fn insert_saga(
+    c: &mut AsyncMysqlConnection,
+    order_id: i64,
+    status: &str,
+    created_ago: i64,
+    updated_ago: i64,
+    events: usize,
+) -> String {
+    let saga_id = uuid::Uuid::now_v7().to_string();
+    diesel::sql_query(
+        "INSERT INTO orders (id, saga_id, user_id, product_id, quantity, total_amount, status, trace_id, created_at, updated_at) \
+         VALUES (?, ?, 7, 1001, 1, 9.99, 'CONFIRMED', 't', NOW(6) - INTERVAL ? SECOND, NOW(6) - INTERVAL ? SECOND)",
+    )
+    .bind::<BigInt, _>(order_id)
+    .bind::<Text, _>(&saga_id)
+    .bind::<BigInt, _>(created_ago)
+    .bind::<BigInt, _>(updated_ago)
+    .execute(c)
+    .await
+    .expect("insert an order");
+    let step = if status == "IN_PROGRESS" {
+        "PROCESSING_PAYMENT"
+    } else {
+        "DONE"
+    };
+    diesel::sql_query(
+        "INSERT INTO saga_states (saga_id, order_id, status, current_step, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, NOW(6) - INTERVAL ? SECOND, NOW(6) - INTERVAL ? SECOND)",
+    )
+    .bind::<Text, _>(&saga_id)
+    .bind::<BigInt, _>(order_id)
+    .bind::<Text, _>(status)
+    .bind::<Text, _>(step)
+    .bind::<BigInt, _>(created_ago)
+    .bind::<BigInt, _>(updated_ago)
+    .execute(c)
+    .await
+    .expect("insert a saga");
+    for _ in 0..events {
+        diesel::sql_query(
+            "INSERT INTO saga_events (saga_id, event, to_status, to_step, created_at) \
+             VALUES (?, 'x', ?, ?, NOW(6) - INTERVAL ? SECOND)",
+        )
+        .bind::<Text, _>(&saga_id)
+        .bind::<Text, _>(status)
+        .bind::<Text, _>(step)
+        .bind::<BigInt, _>(updated_ago)
+        .execute(c)
+        .await
+        .expect("insert a saga event");
+    }
+    saga_id
+}
+
+async fn count(c: &mut AsyncMysqlConnection, sql: &str) -> i64 {
+    diesel::sql_query(sql)
+        .get_result::<Count>(c)
+        .await
+        .expect("count")
+        .n
+}
+
+#[derive(QueryableByName)]
+struct SagaId {
+    #[diesel(sql_type = Text)]
+    saga_id: String,
+}
+
+/// `retention.sagas`: two replicas at once, pages smaller than the data,
+/// delete exactly the terminal sagas unchanged for the window, each with
+/// its events and its order; a saga still in flight however old, a
+/// terminal saga changed inside the window (an operator's retry) and new
+/// sagas stay; the dry run announces exactly what then goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminal_sagas_older_than_the_window_go_with_their_timelines() {
+    let db = ScratchDb::new(Role::Order).await;
+    let mut c = db.conn().await;
+    let hour = 3600;
+    let mut gone = Vec::new();
+    let mut kept = Vec::new();
+    let mut id = 1;
+    // Old and terminal, interleaved with old sagas still in flight.
+    for i in 0..30 {
+        let status = ["COMPLETED", "COMPENSATED", "FAILED"][i % 3];
+        gone.push(insert_saga(&mut c, id, status, 3 * hour, 2 * hour, 4).await);
+        id += 1;
+        if i % 10 == 0 {
+            kept.push(insert_saga(&mut c, id, "IN_PROGRESS", 3 * hour, 2 * hour, 2).await);
+            kept.push(insert_saga(&mut c, id + 1, "COMPENSATING", 3 * hour, 2 * hour, 2).await);
+            id += 2;
+        }
+    }
+    // Old, but retried by an operator ten minutes ago.
+    kept.push(insert_saga(&mut c, id, "FAILED", 3 * hour, 600, 5).await);
+    id += 1;
+    // New.
+    for _ in 0..12 {
+        kept.push(insert_saga(&mut c, id, "COMPLETED", 60, 60, 4).await);
+        id += 1;
+    }
+    let mut cfg = Config::default();
+    cfg.order.database_url =
+        dop::config::SecretUrl::new(format!("{}/{}", crate::harness::MYSQL, db.name));
+    cfg.retention.dedup = Duration::from_secs(hour as u64);
+    cfg.retention.sagas = Some(Duration::from_secs(hour as u64));
+    cfg.retention.batch_size = 7;
+    let pool = dop::db::connect_pool(&cfg.db(Role::Order)).unwrap();
+    let plan = Pruner::new(
+        Role::Order,
+        &cfg,
+        pool,
+        Arc::new(Metrics::new("order-service")),
+    )
+    .plan()
+    .await
+    .expect("a dry run");
+    let sagas = plan
+        .iter()
+        .find(|p| p.table == "saga_states")
+        .expect("a plan for sagas");
+    assert_eq!(sagas.rows, 30);
+    assert_eq!(sagas.with, vec![("saga_events", 120), ("orders", 30)]);
+    assert!(sagas.lag_seconds >= 3500, "{plan:?}");
+    assert_eq!(
+        count(&mut c, "SELECT COUNT(*) AS n FROM saga_states").await,
+        49,
+        "a dry run deletes nothing"
+    );
+
+    let replicas: Vec<(Arc<Metrics>, tokio::task::JoinHandle<()>)> = (0..2)
+        .map(|_| {
+            let metrics = Arc::new(Metrics::new("order-service"));
+            let pool = dop::db::connect_pool(&cfg.db(Role::Order)).unwrap();
+            let p = Pruner::new(Role::Order, &cfg, pool, metrics.clone());
+            (metrics, tokio::spawn(p.run(Duration::from_millis(50))))
+        })
+        .collect();
+    eventually("the aged sagas to be gone", T, || async {
+        let n = count(
+            &mut db.conn().await,
+            "SELECT COUNT(*) AS n FROM saga_states",
+        )
+        .await;
+        (n == kept.len() as i64).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut left: Vec<String> = diesel::sql_query("SELECT saga_id FROM saga_states")
+        .load::<SagaId>(&mut c)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.saga_id)
+        .collect();
+    left.sort();
+    kept.sort();
+    assert_eq!(left, kept);
+    assert_eq!(
+        count(&mut c, "SELECT COUNT(*) AS n FROM orders").await,
+        kept.len() as i64
+    );
+    assert_eq!(
+        count(&mut c, "SELECT COUNT(*) AS n FROM saga_events WHERE saga_id NOT IN (SELECT saga_id FROM saga_states)").await,
+        0,
+        "no timeline outlives its saga"
+    );
+    assert_eq!(
+        count(&mut c, "SELECT COUNT(*) AS n FROM saga_events").await,
+        6 * 2 + 5 + 12 * 4
+    );
+    let mut deleted = [0.0; 3];
+    for (m, task) in replicas {
+        task.abort();
+        let text = m.encode();
+        for (i, t) in ["saga_states", "saga_events", "orders"].iter().enumerate() {
+            deleted[i] += metric(
+                &text,
+                "retention_deleted_rows_total",
+                &format!("table=\"{t}\""),
+            );
+        }
+        assert_eq!(
+            metric(&text, "retention_failures_total", "table=\"saga_states\""),
+            0.0
+        );
+    }
+    assert_eq!(
+        deleted,
+        [30.0, 120.0, 30.0],
+        "each row counted once, by the replica that deleted it"
+    );
+    assert!(gone.iter().all(|g| !left.contains(g)));
+    db.drop().await;
 }

@@ -278,3 +278,112 @@ run "refuses_an_empty_image_tag" {
 
   expect_failures = [aws_ecs_task_definition.role, aws_ecs_task_definition.migrate]
 }
+
+run "one_task_per_role_a_single_broker_and_no_autoscaling_by_default" {
+  command = plan
+
+  assert {
+    condition     = alltrue([for s in aws_ecs_service.role : s.desired_count == 1])
+    error_message = "every role runs one task by default"
+  }
+
+  assert {
+    condition     = length(aws_appautoscaling_target.role) == 0 && length(aws_appautoscaling_policy.queue_backlog) == 0 && length(aws_appautoscaling_policy.order_cpu) == 0
+    error_message = "autoscaling is off by default"
+  }
+
+  assert {
+    condition     = aws_mq_broker.rabbitmq.deployment_mode == "SINGLE_INSTANCE" && aws_db_instance.mysql.multi_az == false
+    error_message = "a single-instance broker and a single-AZ database by default"
+  }
+
+  assert {
+    condition = alltrue([
+      for td in aws_ecs_task_definition.role :
+      !contains([for e in jsondecode(td.container_definitions)[0].environment : e.name], "DOP_RABBITMQ__QUEUE_TYPE")
+    ])
+    error_message = "a single broker keeps dop's default queue type"
+  }
+}
+
+run "replicas_scale_on_cpu_and_on_their_queue" {
+  command = apply
+
+  variables {
+    desired_count         = 2
+    desired_counts        = { payment = 3 }
+    autoscaling_max_count = 6
+  }
+
+  assert {
+    condition     = aws_ecs_service.role["order"].desired_count == 2 && aws_ecs_service.role["inventory"].desired_count == 2 && aws_ecs_service.role["payment"].desired_count == 3
+    error_message = "desired_counts overrides desired_count for the roles it names"
+  }
+
+  assert {
+    condition = jsonencode({ for r, t in aws_appautoscaling_target.role : r => [t.min_capacity, t.max_capacity, t.resource_id] }) == jsonencode({
+      inventory = [2, 6, "service/dop/dop-inventory"]
+      order     = [2, 6, "service/dop/dop-order"]
+      payment   = [3, 6, "service/dop/dop-payment"]
+    })
+    error_message = "every role scales between its desired count and autoscaling_max_count"
+  }
+
+  assert {
+    condition     = one(one(aws_appautoscaling_policy.order_cpu[0].target_tracking_scaling_policy_configuration).predefined_metric_specification).predefined_metric_type == "ECSServiceAverageCPUUtilization"
+    error_message = "the order role scales on its average CPU"
+  }
+
+  assert {
+    condition = jsonencode({
+      for r, p in aws_appautoscaling_policy.queue_backlog : r => {
+        for d in flatten([
+          for m in one(one(p.target_tracking_scaling_policy_configuration).customized_metric_specification).metrics :
+          [for s in m.metric_stat : [for x in s.metric : x.dimensions if x.namespace == "AWS/AmazonMQ"]]
+        ]) : d.name => d.value
+      }
+      }) == jsonencode({
+      inventory = { Broker = "dop-rabbitmq", Queue = "inventory.commands", VirtualHost = "/" }
+      payment   = { Broker = "dop-rabbitmq", Queue = "payment.commands", VirtualHost = "/" }
+    })
+    error_message = "inventory and payment scale on the depth of their own command queue"
+  }
+}
+
+run "a_cluster_broker_means_quorum_queues_and_production_means_multi_az" {
+  command = plan
+
+  variables {
+    mq_deployment_mode = "CLUSTER_MULTI_AZ"
+    mq_instance_type   = "mq.m5.large"
+    db_multi_az        = true
+  }
+
+  assert {
+    condition     = aws_mq_broker.rabbitmq.deployment_mode == "CLUSTER_MULTI_AZ" && length(aws_mq_broker.rabbitmq.subnet_ids) == 2
+    error_message = "the cluster spans both private subnets"
+  }
+
+  assert {
+    condition = alltrue([
+      for td in aws_ecs_task_definition.role :
+      contains([for e in jsondecode(td.container_definitions)[0].environment : "${e.name}=${e.value}"], "DOP_RABBITMQ__QUEUE_TYPE=quorum")
+    ])
+    error_message = "on a cluster every role declares quorum queues"
+  }
+
+  assert {
+    condition     = aws_db_instance.mysql.multi_az
+    error_message = "db_multi_az turns on the RDS standby"
+  }
+}
+
+run "refuses_a_cluster_of_micro_brokers" {
+  command = plan
+
+  variables {
+    mq_deployment_mode = "CLUSTER_MULTI_AZ"
+  }
+
+  expect_failures = [aws_mq_broker.rabbitmq]
+}

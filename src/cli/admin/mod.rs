@@ -1,8 +1,10 @@
 //! `dop admin`: operator commands. Saga commands go through the order
-//! role's HTTP API, `dlq` talks AMQP, `audit` reads the three databases.
+//! role's HTTP API, `dlq` talks AMQP, `audit` reads the three databases,
+//! `prune` runs (or counts) retention on them.
 
 pub mod audit;
 pub mod dlq;
+pub mod prune;
 pub mod sagas;
 pub mod table;
 
@@ -18,6 +20,9 @@ pub enum AdminCmd {
     Dlq(dlq::Opts),
     /// Check every invariant of docs/contract.md section 9 across the three databases.
     Audit(audit::Opts),
+    /// Retention: what has aged out of `retention.dedup` / `retention.sagas`;
+    /// `--dry-run` counts it, otherwise one pass deletes it now.
+    Prune(prune::Opts),
 }
 
 pub async fn run(cmd: AdminCmd, config: Option<&Path>) -> anyhow::Result<ExitCode> {
@@ -25,5 +30,6 @@ pub async fn run(cmd: AdminCmd, config: Option<&Path>) -> anyhow::Result<ExitCod
         AdminCmd::Sagas(o) => sagas::run(o, config).await,
         AdminCmd::Dlq(o) => dlq::run(o, config).await,
         AdminCmd::Audit(o) => audit::run(o, config).await,
+        AdminCmd::Prune(o) => prune::run(o, config).await,
     }
 }

@@ -152,18 +152,19 @@ impl Recorder {
     }
 }
 
-/// What every request needs: the client, the URL and the pre-rendered bodies.
+/// What every request needs: the client, the URLs and the pre-rendered bodies.
 pub struct Target {
     pub client: Client,
-    pub url: String,
+    /// One URL per replica of the order role; requests take turns.
+    pub urls: Vec<String>,
     bodies: Vec<Bytes>,
     next: AtomicUsize,
 }
 
 impl Target {
     /// Renders `n` order bodies: a random user, a random product among
-    /// `products`, one unit at 9.99.
-    pub fn new(client: Client, url: String, products: &[i64], n: usize, seed: u64) -> Self {
+    /// `products`, one unit at 9.99. `urls` must not be empty.
+    pub fn new(client: Client, urls: Vec<String>, products: &[i64], n: usize, seed: u64) -> Self {
         let mut rng = SmallRng::seed_from_u64(seed);
         let bodies = (0..n.max(1))
             .map(|_| {
@@ -179,25 +180,37 @@ impl Target {
             .collect();
         Self {
             client,
-            url,
+            urls,
             bodies,
             next: AtomicUsize::new(0),
         }
     }
 
-    /// Sends the next order; `Ok` only for a 201.
+    /// Sends the next order to the next URL in turn; `Ok` only for a 201.
+    /// A refused connection (a replica stopped or not yet listening) goes
+    /// to the following URL, as a load balancer routes around a target that
+    /// is gone: no byte of the request reached anyone, so the retry cannot
+    /// place an order twice. Any other failure is the request's result.
     pub async fn post_order(&self) -> Result<(), ErrorKind> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.bodies.len();
-        let body = self.bodies[i].clone();
-        match self
-            .client
-            .send(Method::POST, &self.url, Some(body), &[])
-            .await
-        {
-            Ok(r) if r.status == StatusCode::CREATED => Ok(()),
-            Ok(r) => Err(ErrorKind::Status(r.status.as_u16())),
-            Err(e) => Err(classify(&e)),
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let body = self.bodies[n % self.bodies.len()].clone();
+        let mut last = ErrorKind::Connect;
+        for k in 0..self.urls.len() {
+            let url = &self.urls[(n + k) % self.urls.len()];
+            match self
+                .client
+                .send(Method::POST, url, Some(body.clone()), &[])
+                .await
+            {
+                Ok(r) if r.status == StatusCode::CREATED => return Ok(()),
+                Ok(r) => return Err(ErrorKind::Status(r.status.as_u16())),
+                Err(e) => match classify(&e) {
+                    ErrorKind::Connect => last = ErrorKind::Connect,
+                    other => return Err(other),
+                },
+            }
         }
+        Err(last)
     }
 }
 
@@ -375,7 +388,7 @@ mod tests {
         let products = [8001, 8002, 8003];
         let t = Target::new(
             Client::default(),
-            "http://x/orders".into(),
+            vec!["http://x/orders".into()],
             &products,
             64,
             7,
@@ -387,6 +400,56 @@ mod tests {
             assert_eq!(v["quantity"], 1);
             assert_eq!(v["total_amount"].to_string(), "9.99");
         }
+    }
+
+    /// A stand-in order role that answers 201 and counts what it got.
+    async fn counting_role() -> (String, Arc<AtomicU64>) {
+        let hits = Arc::new(AtomicU64::new(0));
+        let h = hits.clone();
+        let app = axum::Router::new().route(
+            "/orders",
+            axum::routing::post(move || {
+                let h = h.clone();
+                async move {
+                    h.fetch_add(1, Ordering::Relaxed);
+                    StatusCode::CREATED
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (format!("http://{addr}/orders"), hits)
+    }
+
+    #[tokio::test]
+    async fn orders_take_turns_over_the_replicas() {
+        let (a, hits_a) = counting_role().await;
+        let (b, hits_b) = counting_role().await;
+        let t = Target::new(Client::default(), vec![a, b], &[8001], 8, 1);
+        for _ in 0..6 {
+            assert_eq!(t.post_order().await, Ok(()));
+        }
+        assert_eq!(hits_a.load(Ordering::Relaxed), 3);
+        assert_eq!(hits_b.load(Ordering::Relaxed), 3);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_goes_to_the_next_replica() {
+        let (live, hits) = counting_role().await;
+        // Nothing listens on port 1 of loopback: a stopped replica.
+        let dead = "http://127.0.0.1:1/orders".to_string();
+        let t = Target::new(Client::default(), vec![dead.clone(), live], &[8001], 8, 1);
+        for _ in 0..4 {
+            assert_eq!(t.post_order().await, Ok(()));
+        }
+        assert_eq!(
+            hits.load(Ordering::Relaxed),
+            4,
+            "every order reached the live one"
+        );
+        let none = Target::new(Client::default(), vec![dead], &[8001], 8, 1);
+        assert_eq!(none.post_order().await, Err(ErrorKind::Connect));
     }
 
     #[tokio::test]

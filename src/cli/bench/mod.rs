@@ -3,6 +3,7 @@
 //! without dop in the way (modes `db` and `broker`), so dop's throughput can
 //! be stated as a ratio of what the database and the broker allow.
 
+pub mod age;
 pub mod broker;
 pub mod db;
 pub mod db_tx;
@@ -32,6 +33,9 @@ pub enum Mode {
     Db,
     /// RabbitMQ alone: persistent messages, pipelined confirms, a consumer with manual acks.
     Broker,
+    /// No load: fill empty databases with --days of history at --rate orders/s
+    /// (every row a saga leaves), to measure the other modes on aged tables.
+    Age,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -64,7 +68,10 @@ pub struct Opts {
     /// One JSON object on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
-    /// The order role (default: http://127.0.0.1:<order.port>).
+    /// The order role (default: http://127.0.0.1:<order.port>). Several
+    /// replicas: their URLs separated by commas; orders take turns, and one
+    /// whose connection is refused goes to the next (as a load balancer
+    /// routes around a stopped replica).
     #[arg(long)]
     pub order_url: Option<String>,
     /// The inventory role (default: http://127.0.0.1:<inventory.port>).
@@ -89,6 +96,15 @@ pub struct Opts {
     /// `broker` mode: the consumer's prefetch.
     #[arg(long, default_value_t = 200)]
     pub prefetch: u16,
+    /// `age` mode: days of history to write (at --rate orders/s).
+    #[arg(long, default_value_t = 1.0)]
+    pub days: f64,
+    /// `age` mode: distinct users the orders are spread over.
+    #[arg(long, default_value_t = 100_000)]
+    pub users: u64,
+    /// `age` mode: percent of sagas compensated after a declined payment.
+    #[arg(long, default_value_t = 10)]
+    pub compensated_pct: u32,
 }
 
 /// Parses `30s`, `500ms`, `2m`, or a bare number of seconds.
@@ -115,6 +131,30 @@ pub async fn run(opts: Opts, config: Option<&Path>) -> anyhow::Result<ExitCode> 
             let report = db::run(&cfg, &db::DbOpts::from_cli(&opts)).await?;
             print(opts.json, &report, db::render(&report))?;
             report.errors == 0
+        }
+        Mode::Age => {
+            let Some(rate) = opts.rate else {
+                anyhow::bail!(
+                    "--mode age needs --rate: the orders per second of the history to write"
+                );
+            };
+            let age_opts = age::AgeOpts {
+                days: opts.days,
+                rate,
+                products: opts.products.max(1),
+                users: opts.users,
+                compensated_pct: opts.compensated_pct,
+            };
+            let mut last = std::time::Instant::now();
+            let report = age::run(&cfg, &age_opts, |done, total| {
+                if last.elapsed() >= age::PROGRESS_EVERY || done == total {
+                    last = std::time::Instant::now();
+                    eprintln!("aging: {done}/{total} sagas");
+                }
+            })
+            .await?;
+            print(opts.json, &report, age::render(&report))?;
+            true
         }
         Mode::Broker => {
             let report = broker::run(&cfg, &broker::BrokerOpts::from_cli(&opts)).await?;

@@ -33,7 +33,8 @@ pub struct SagaOpts {
     pub duration: Duration,
     pub products: u32,
     pub stock: i64,
-    /// Base URL of the order role, e.g. `http://127.0.0.1:8081`.
+    /// Base URL of the order role, e.g. `http://127.0.0.1:8081`; several
+    /// replicas' URLs separated by commas take turns (`load::Target`).
     pub order_url: String,
     /// Base URL of the inventory role.
     pub inventory_url: String,
@@ -221,13 +222,17 @@ pub async fn run_saga_bench(cfg: &Config, opts: &SagaOpts) -> anyhow::Result<Ben
     let mut db = OrderDb::connect(&cfg.order.database_url).await?;
     let sampler_db = OrderDb::connect(&cfg.order.database_url).await?;
 
-    let target = Arc::new(Target::new(
-        client,
-        format!("{}/orders", opts.order_url),
-        &products,
-        BODIES,
-        rand::random(),
-    ));
+    let urls = opts
+        .order_url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| format!("{}/orders", u.trim_end_matches('/')))
+        .collect::<Vec<_>>();
+    if urls.is_empty() {
+        bail!("--order-url names no URL");
+    }
+    let target = Arc::new(Target::new(client, urls, &products, BODIES, rand::random()));
     let rec = Arc::new(Recorder::new()?);
     // The run's sagas are those created from here on (the roles stamp
     // created_at with their UTC clock, after the request left).

@@ -57,6 +57,7 @@ pub struct LogRec {
     pub action: String,
     pub quantity: i32,
     pub success: bool,
+    pub created_at: NaiveDateTime,
 }
 
 #[derive(Clone, Debug, Queryable)]
@@ -64,6 +65,7 @@ pub struct PaymentRec {
     pub order_id: i64,
     pub amount: Decimal,
     pub status: String,
+    pub created_at: NaiveDateTime,
 }
 
 /// Everything the checks look at.
@@ -79,6 +81,10 @@ pub struct Snapshot {
     /// Orders absent from the first read but present at the end: placed
     /// while the audit ran, so their rows elsewhere are not judged.
     pub late_orders: HashSet<i64>,
+    /// With `retention.sagas` set: the order database's clock minus that
+    /// window. A log or payment row older than this whose order is gone
+    /// belongs to a saga retention deleted (it is retired, not orphaned).
+    pub retired_before: Option<NaiveDateTime>,
 }
 
 /// Opens a connection whose every transaction is read-only.
@@ -171,6 +177,7 @@ pub async fn load(cfg: &Config) -> anyhow::Result<Snapshot> {
                 inventory_logs::action,
                 inventory_logs::quantity,
                 inventory_logs::success,
+                inventory_logs::created_at,
             ))
             .load(c)
             .await?;
@@ -183,7 +190,12 @@ pub async fn load(cfg: &Config) -> anyhow::Result<Snapshot> {
     let mut pay_db = connect(cfg, Role::Payment).await?;
     let payments = in_snapshot(&mut pay_db, async |c| {
         payments::table
-            .select((payments::order_id, payments::amount, payments::status))
+            .select((
+                payments::order_id,
+                payments::amount,
+                payments::status,
+                payments::created_at,
+            ))
             .load::<PaymentRec>(c)
             .await
     })
@@ -214,8 +226,13 @@ pub async fn load(cfg: &Config) -> anyhow::Result<Snapshot> {
         .context("Failed to look up orders placed during the audit")?;
         late_orders.extend(found);
     }
+    let retired_before = match cfg.retention.sagas {
+        Some(w) => Some(now - chrono::Duration::from_std(w).context("retention.sagas too long")?),
+        None => None,
+    };
     Ok(Snapshot {
         now,
+        retired_before,
         orders,
         sagas,
         stock,

@@ -64,6 +64,9 @@ pub struct Report {
     pub in_flight: u64,
     /// Of those, the ones younger than the grace: not judged yet.
     pub in_grace: u64,
+    /// Orders whose saga `retention.sagas` deleted: their inventory logs
+    /// and payments remain and still count, but have no order to match.
+    pub retired: u64,
     /// Rows in `inventories`.
     pub products: u64,
     pub grace_seconds: f64,
@@ -97,6 +100,9 @@ impl Report {
         );
         if self.in_grace > 0 {
             let _ = write!(line, ", {} within the grace", self.in_grace);
+        }
+        if self.retired > 0 {
+            let _ = write!(line, ", {} retired by retention", self.retired);
         }
         let _ = write!(
             line,

@@ -62,17 +62,24 @@ impl Checker<'_> {
     }
 
     /// Log and payment rows of orders that do not exist (rows of orders
-    /// placed during the audit are left alone; their units still count).
+    /// placed during the audit, or retired by `retention.sagas`, are left
+    /// alone; their units still count).
     pub(super) fn orphans(&mut self) {
         let s = self.s;
         let known: HashSet<i64> = s.orders.iter().map(|o| o.id).collect();
+        let retired = |at: &chrono::NaiveDateTime| s.retired_before.is_some_and(|b| *at < b);
+        let mut retired_orders = BTreeSet::new();
         let mut seen = BTreeSet::new();
         for l in &s.logs {
             let id = l.order_id;
             if known.contains(&id) || !seen.insert(id) {
                 continue;
             }
-            if s.late_orders.contains(&id) {
+            let is_retired = retired(&l.created_at);
+            if is_retired {
+                retired_orders.insert(id);
+            }
+            if s.late_orders.contains(&id) || is_retired {
                 if let Some(ol) = self.logs.get(&id) {
                     *self.standing.entry(l.product_id).or_default() += ol.net();
                 }
@@ -86,6 +93,10 @@ impl Checker<'_> {
             if known.contains(&id) || s.late_orders.contains(&id) || !seen.insert(id) {
                 continue;
             }
+            if retired(&p.created_at) {
+                retired_orders.insert(id);
+                continue;
+            }
             self.violation(
                 3,
                 "payment_without_order",
@@ -96,6 +107,7 @@ impl Checker<'_> {
                 ),
             );
         }
+        self.report.retired = retired_orders.len() as u64;
     }
 
     fn orphan_log(&mut self, l: &LogRec) {

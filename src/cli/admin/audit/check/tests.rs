@@ -73,6 +73,7 @@ impl B {
             action: action.into(),
             quantity: q,
             success,
+            created_at: t(100),
         });
         self
     }
@@ -81,6 +82,7 @@ impl B {
             order_id: i64::from(n),
             amount: Decimal::new(1999, 2),
             status: status.into(),
+            created_at: t(100),
         });
         self
     }
@@ -307,6 +309,7 @@ fn rows_of_unknown_orders_are_orphans_unless_placed_meanwhile() {
         action: RESERVE.into(),
         quantity: 1,
         success: true,
+        created_at: t(100),
     });
     b.0.stock[0].reserved_qty += 1;
     b.0.late_orders.insert(900);
@@ -316,6 +319,7 @@ fn rows_of_unknown_orders_are_orphans_unless_placed_meanwhile() {
         order_id: 901,
         amount: Decimal::ONE,
         status: PAYMENT_SUCCESS.into(),
+        created_at: t(100),
     });
     let r = b.check(GRACE);
     assert_eq!(
@@ -344,4 +348,52 @@ fn a_failed_compensation_is_a_warning() {
         "{}",
         r.warnings[0]
     );
+}
+
+/// With `retention.sagas`, an order whose saga aged out is gone from the
+/// order database while its log and payment stay: such rows, older than
+/// the window, are retired (their units still count), not orphans; a row
+/// inside the window without its order is still an orphan.
+#[test]
+fn rows_of_orders_retired_by_retention_are_not_orphans() {
+    let mut b = B::every_outcome();
+    // Order 900 was CONFIRMED two hours ago and retired: its 3 units stay
+    // reserved, its log and payment stay.
+    b.0.logs.push(LogRec {
+        order_id: 900,
+        product_id: 1,
+        action: RESERVE.into(),
+        quantity: 3,
+        success: true,
+        created_at: t(7200),
+    });
+    b.0.payments.push(PaymentRec {
+        order_id: 900,
+        amount: Decimal::ONE,
+        status: PAYMENT_SUCCESS.into(),
+        created_at: t(7200),
+    });
+    b.0.stock[0].reserved_qty += 3;
+    let r = b.check(GRACE);
+    assert_eq!(
+        kinds(&r),
+        [
+            (2, "log_without_order"),
+            (3, "payment_without_order"),
+            (2, "reserved_vs_orders")
+        ],
+        "without saga retention they are orphans"
+    );
+    b.0.retired_before = Some(t(3600));
+    let r = b.check(GRACE);
+    assert!(r.is_clean(), "{:#?}", r.violations);
+    assert_eq!(r.retired, 1);
+    // A payment inside the window whose order is missing is still caught.
+    b.0.payments.push(PaymentRec {
+        order_id: 901,
+        amount: Decimal::ONE,
+        status: PAYMENT_SUCCESS.into(),
+        created_at: t(600),
+    });
+    assert_eq!(kinds(&b.check(GRACE)), [(3, "payment_without_order")]);
 }
