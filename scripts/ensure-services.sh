@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Makes sure what the tests need is here and running: MariaDB and RabbitMQ
 # (with its management API, which the tests use to make a vhost per test) on
-# localhost, the mysql client, curl, python3, jq (scripts/check-original-clients.sh) and cargo-nextest. Installs
-# what is missing (apt-get as root on Debian/Ubuntu; `cargo install --locked
+# localhost, the mysql client, curl, python3, jq (scripts/check-original-clients.sh),
+# chromium, chromium-driver and Python's selenium (scripts/check-console.sh)
+# and cargo-nextest. Installs what is missing (apt-get as root on
+# Debian/Ubuntu; `python3 -m pip install selenium`; `cargo install --locked
 # cargo-nextest`), starts what is stopped, and otherwise stops saying
 # exactly what to run.
 #
@@ -12,6 +14,7 @@
 # Environment (for the dry-run test, tests/it/ensure_services.rs):
 #   DOP_MARIADBD   the MariaDB server binary (default: mariadbd on PATH, else /usr/sbin/mariadbd)
 #   DOP_UID        the user id to decide as (default: id -u)
+#   DOP_SELENIUM   "1" or "0": whether python3 has selenium (default: ask python3)
 set -euo pipefail
 
 dry=0
@@ -34,6 +37,8 @@ packages=()
 have curl || packages+=(curl)
 have python3 || packages+=(python3)
 have jq || packages+=(jq)
+have chromium || packages+=(chromium)
+have chromedriver || packages+=(chromium-driver)
 
 if ((${#packages[@]})); then
   if [[ "$uid" == 0 ]] && have apt-get; then
@@ -52,6 +57,24 @@ if ((${#packages[@]})); then
     else
       say "  install ${packages[*]} with your system's package manager (this script knows apt-get only)"
     fi
+    exit 1
+  fi
+fi
+
+# Selenium drives Debian's chromium-driver; it comes from PyPI (no
+# browser download: the driver is the distribution's).
+selenium="${DOP_SELENIUM:-}"
+if [[ -z "$selenium" ]]; then
+  selenium=0
+  if have python3 && python3 -c 'import selenium' >/dev/null 2>&1; then selenium=1; fi
+fi
+if [[ "$selenium" != 1 ]]; then
+  say "python3 lacks selenium (scripts/check-console.sh); installing it"
+  if ((dry)); then
+    say "would run: python3 -m pip install selenium"
+  elif ! python3 -m pip install --quiet selenium 2>/dev/null &&
+    ! python3 -m pip install --quiet --break-system-packages selenium; then
+    say "FAIL: could not install selenium; run: python3 -m pip install selenium"
     exit 1
   fi
 fi

@@ -57,6 +57,9 @@ scripts/check-original-clients.sh
 scripts/stack.sh stop all
 trap - EXIT
 
+step "the operator console in a real browser (headless Chromium + Selenium, own ports, databases and vhost)"
+scripts/check-console.sh
+
 step "TLS to MySQL and RabbitMQ (what RDS and Amazon MQ need)"
 scripts/check-tls.sh
 

@@ -3,8 +3,9 @@
 #   POST /orders            -> order    (8081)
 #   GET  /orders/{id}       -> order
 #   GET  /payments/{id}     -> payment  (8083)
-# The operator API (/admin*, /inventory*, GET /orders?user_id=) is forwarded
-# only for requests from var.operator_cidrs (none by default). Anything else,
+# The operator API (/admin*, /inventory*, GET /orders?user_id=) and the
+# operator console (GET /console*) are forwarded only for requests from
+# var.operator_cidrs (none by default). Anything else,
 # /health, /ready, /metrics and /openapi.json included, gets a JSON 404 from
 # the ALB itself; the target groups probe /health directly.
 

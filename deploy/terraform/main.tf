@@ -71,10 +71,13 @@ locals {
   # What the ALB routes only for operator_cidrs. GET /orders (the listing by
   # ?user_id=) is told apart from the public POST /orders by its method, so no
   # query-string condition is needed. methods = [] matches every method.
+  # The operator console (/console) is the admin API's page: it goes where
+  # the admin API goes and nowhere else.
   operator_routes = {
     admin       = { role = "order", offset = 1, methods = [], paths = ["/admin", "/admin/*"] }
     list-orders = { role = "order", offset = 2, methods = ["GET"], paths = ["/orders"] }
     inventory   = { role = "inventory", offset = 3, methods = [], paths = ["/inventory", "/inventory/*"] }
+    console     = { role = "order", offset = 4, methods = ["GET"], paths = ["/console", "/console/*"] }
   }
 
   # One listener rule per operator route and CIDR (an ALB rule takes at most

@@ -5,6 +5,7 @@
 pub mod broker;
 pub mod consumer;
 pub mod contracts;
+pub mod dlq;
 pub mod outbox;
 pub mod publisher;
 pub mod topology;

@@ -2,7 +2,8 @@
 //! uninstalling anything: `--dry-run` with a PATH that holds only the
 //! tools a case allows (stubs that fail if ever run), so each case sees a
 //! machine missing some of MariaDB, RabbitMQ, the mysql client, curl,
-//! python3, jq, cargo and cargo-nextest.
+//! python3, jq, chromium, chromium-driver, selenium, cargo and
+//! cargo-nextest.
 
 use std::{os::unix::fs::PermissionsExt, path::PathBuf, process::Command};
 
@@ -28,6 +29,11 @@ impl Machine {
 
     /// Runs the dry run as user `uid`; (exit code, stdout + stderr).
     fn dry_run(&self, uid: u32, mariadbd_installed: bool) -> (i32, String) {
+        self.dry_run_with(uid, mariadbd_installed, true)
+    }
+
+    /// The same, saying whether python3 has selenium.
+    fn dry_run_with(&self, uid: u32, mariadbd_installed: bool, selenium: bool) -> (i32, String) {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ensure-services.sh");
         let mariadbd = if mariadbd_installed {
             self.dir.join("mysql") // any executable file stands for it
@@ -41,6 +47,7 @@ impl Machine {
             .env("PATH", &self.dir)
             .env("DOP_UID", uid.to_string())
             .env("DOP_MARIADBD", mariadbd)
+            .env("DOP_SELENIUM", if selenium { "1" } else { "0" })
             .output()
             .unwrap();
         let text = format!(
@@ -59,7 +66,8 @@ impl Drop for Machine {
     }
 }
 
-const ALL_PACKAGES: &str = "mariadb-server mariadb-client rabbitmq-server curl python3 jq";
+const ALL_PACKAGES: &str =
+    "mariadb-server mariadb-client rabbitmq-server curl python3 jq chromium chromium-driver";
 
 #[test]
 fn as_root_with_apt_it_installs_every_missing_package_and_nextest() {
@@ -100,6 +108,8 @@ fn only_what_is_missing_is_installed() {
         "curl",
         "python3",
         "jq",
+        "chromium",
+        "chromedriver",
         "cargo",
         "cargo-nextest",
     ]);
@@ -122,6 +132,8 @@ fn without_cargo_it_stops_and_says_how_to_get_nextest() {
         "curl",
         "python3",
         "jq",
+        "chromium",
+        "chromedriver",
     ]);
     let (code, out) = m.dry_run(0, true);
     assert_eq!(code, 1, "{out}");
@@ -143,6 +155,8 @@ fn a_complete_machine_needs_nothing_installed() {
         "curl",
         "python3",
         "jq",
+        "chromium",
+        "chromedriver",
         "cargo",
         "cargo-nextest",
     ]);
@@ -150,4 +164,53 @@ fn a_complete_machine_needs_nothing_installed() {
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains("would run"), "{out}");
     assert!(!out.contains("missing"), "{out}");
+}
+
+#[test]
+fn selenium_comes_from_pip_and_only_when_missing() {
+    let m = Machine::with(&[
+        "apt-get",
+        "mysql",
+        "mysqladmin",
+        "rabbitmq-server",
+        "rabbitmq-plugins",
+        "curl",
+        "python3",
+        "jq",
+        "chromium",
+        "chromedriver",
+        "cargo",
+        "cargo-nextest",
+    ]);
+    let (code, out) = m.dry_run_with(0, true, false);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("would run: python3 -m pip install selenium"),
+        "{out}"
+    );
+    assert!(!out.contains("apt-get install"), "{out}");
+    let (_, out) = m.dry_run_with(0, true, true);
+    assert!(!out.contains("selenium"), "{out}");
+}
+
+#[test]
+fn the_browser_and_its_driver_are_debian_packages() {
+    let m = Machine::with(&[
+        "apt-get",
+        "mysql",
+        "mysqladmin",
+        "rabbitmq-server",
+        "rabbitmq-plugins",
+        "curl",
+        "python3",
+        "jq",
+        "cargo",
+        "cargo-nextest",
+    ]);
+    let (code, out) = m.dry_run(0, true);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("apt-get install -y chromium chromium-driver\n"),
+        "{out}"
+    );
 }

@@ -1331,6 +1331,9 @@ fn known_routes(role: Role) -> Vec<(&'static str, &'static str)> {
             ("GET", "/admin/sagas"),
             ("GET", "/admin/sagas/{saga_id}"),
             ("POST", "/admin/sagas/{saga_id}/retry"),
+            ("GET", "/admin/summary"),
+            ("GET", "/admin/dlq"),
+            ("POST", "/admin/dlq/{queue}/redrive"),
         ],
         Role::Inventory => vec![
             ("POST", "/inventory"),

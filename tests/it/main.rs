@@ -9,6 +9,7 @@ mod api;
 mod barrier;
 mod bench;
 mod compat_api;
+mod console;
 mod consumer_faults;
 mod contracts;
 mod db_errors;

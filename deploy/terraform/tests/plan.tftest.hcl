@@ -231,8 +231,8 @@ run "operator_cidrs_open_the_operator_api_to_them_only" {
   }
 
   assert {
-    condition     = length(aws_lb_listener_rule.operator) == 6
-    error_message = "want three operator rules (admin, list-orders, inventory) per CIDR"
+    condition     = length(aws_lb_listener_rule.operator) == 8
+    error_message = "want four operator rules (admin, list-orders, inventory, console) per CIDR"
   }
 
   assert {

@@ -46,6 +46,13 @@ pub struct ListOpts {
     /// Only sagas older than this saga id (the next page).
     #[arg(long)]
     pub before: Option<String>,
+    /// Only sagas that have not moved for at least this long (e.g. 5m);
+    /// with --status in_progress, the stuck ones.
+    #[arg(long, value_parser = humantime_serde::re::humantime::parse_duration)]
+    pub idle_for: Option<Duration>,
+    /// Only sagas created at least this long ago (e.g. 1h).
+    #[arg(long, value_parser = humantime_serde::re::humantime::parse_duration)]
+    pub older_than: Option<Duration>,
     /// Print the API's JSON.
     #[arg(long)]
     pub json: bool,
@@ -250,6 +257,12 @@ impl AdminApi {
         }
         if let Some(b) = &o.before {
             q.append_pair("before", b);
+        }
+        if let Some(d) = o.idle_for {
+            q.append_pair("idle_for", &d.as_secs().to_string());
+        }
+        if let Some(d) = o.older_than {
+            q.append_pair("older_than", &d.as_secs().to_string());
         }
         let q = q.finish();
         let path = if q.is_empty() {

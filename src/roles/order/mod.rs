@@ -3,6 +3,8 @@
 
 pub mod admin;
 pub mod cancel;
+pub mod console;
+pub mod dead_letters;
 pub mod deadlines;
 pub mod decide;
 pub mod ids;

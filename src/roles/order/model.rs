@@ -132,6 +132,11 @@ pub struct SagaView {
     #[serde(serialize_with = "utc")]
     pub updated_at: NaiveDateTime,
     pub age_seconds: i64,
+    /// Seconds since the saga last moved.
+    pub idle_seconds: i64,
+    /// In flight and not moved for `recovery.stuck_after` (set by the admin
+    /// views, which know the configuration).
+    pub stuck: bool,
 }
 
 impl From<&SagaRow> for SagaView {
@@ -149,6 +154,8 @@ impl From<&SagaRow> for SagaView {
             created_at: s.created_at,
             updated_at: s.updated_at,
             age_seconds: (chrono::Utc::now().naive_utc() - s.created_at).num_seconds(),
+            idle_seconds: (chrono::Utc::now().naive_utc() - s.updated_at).num_seconds(),
+            stuck: false,
         }
     }
 }

@@ -8,10 +8,12 @@ use axum::{
     routing::{get, post},
     Extension, Json, Router,
 };
+use std::time::Duration;
+
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{admin, cancel, model::OrderView, orders, writer::OrderWriter};
+use super::{admin, cancel, console, dead_letters, model::OrderView, orders, writer::OrderWriter};
 use crate::{
     context::AppState,
     http::{
@@ -30,6 +32,10 @@ pub fn router(state: AppState, writer: OrderWriter) -> Router {
         .route("/admin/sagas", get(list_sagas))
         .route("/admin/sagas/{saga_id}", get(show_saga))
         .route("/admin/sagas/{saga_id}/retry", post(retry_saga))
+        .route("/admin/summary", get(summary))
+        .route("/admin/dlq", get(list_dlq))
+        .route("/admin/dlq/{queue}/redrive", post(redrive_dlq))
+        .merge(console::router())
         .layer(Extension(writer))
         .with_state(state)
 }
@@ -124,6 +130,28 @@ struct ListSagas {
     status: Option<String>,
     limit: Option<String>,
     before: Option<String>,
+    older_than: Option<String>,
+    idle_for: Option<String>,
+}
+
+/// The longest age filter: ten years, in seconds.
+const MAX_SECONDS: u64 = 315_360_000;
+
+/// An optional age in whole seconds, 0 to ten years.
+fn parse_seconds(name: &str, v: Option<&str>) -> Result<Option<Duration>, ApiError> {
+    match v {
+        None | Some("") => Ok(None),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n <= MAX_SECONDS)
+            .map(|n| Some(Duration::from_secs(n)))
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "{name} must be a whole number of seconds between 0 and {MAX_SECONDS}"
+                ))
+            }),
+    }
 }
 
 async fn list_sagas(
@@ -145,11 +173,57 @@ async fn list_sagas(
         .as_deref()
         .map(|b| uuid_param("before", b))
         .transpose()?;
+    let filter = admin::ListFilter {
+        status,
+        older_than: parse_seconds("older_than", q.older_than.as_deref())?,
+        idle_for: parse_seconds("idle_for", q.idle_for.as_deref())?,
+        before,
+    };
     Ok(Json(
-        admin::list(&s, status, limit, before)
+        admin::list(&s, limit, filter)
             .await
             .map_err(|e| e.failed("LIST_FAILED"))?,
     ))
+}
+
+async fn summary(_: CanRead, State(s): State<AppState>) -> Result<Json<admin::Summary>, ApiError> {
+    Ok(Json(
+        admin::summary(&s)
+            .await
+            .map_err(|e| e.failed("GET_FAILED"))?,
+    ))
+}
+
+async fn list_dlq(
+    _: CanRead,
+    State(s): State<AppState>,
+) -> Result<Json<Vec<crate::messaging::dlq::DlqStatus>>, ApiError> {
+    Ok(Json(dead_letters::list(&s).await?))
+}
+
+#[derive(Deserialize)]
+struct Redrive {
+    limit: Option<String>,
+}
+
+async fn redrive_dlq(
+    _: CanOperate,
+    State(s): State<AppState>,
+    Path(queue): Path<String>,
+    Query(q): Query<Redrive>,
+) -> Result<Json<crate::messaging::dlq::RedriveReport>, ApiError> {
+    let limit = match q.limit.as_deref() {
+        None | Some("") => None,
+        Some(v) => Some(
+            v.parse::<u32>()
+                .ok()
+                .filter(|n| (1..=1_000_000).contains(n))
+                .ok_or_else(|| {
+                    ApiError::invalid("limit must be an integer between 1 and 1000000")
+                })?,
+        ),
+    };
+    Ok(Json(dead_letters::redrive(&s, &queue, limit).await?))
 }
 
 async fn show_saga(

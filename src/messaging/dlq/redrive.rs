@@ -1,9 +1,8 @@
-//! `dop admin dlq redrive QUEUE`: dead letters back to the exchange and
+//! Redrive: dead letters back to the exchange and
 //! routing key they came from, with the same message id, each acked in the
 //! DLQ only once its republish is confirmed.
 
 use std::{
-    fmt::Write,
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -16,7 +15,7 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use super::{connect, depth, or_dash, original_route};
+use super::{connect, depth, original_route};
 use crate::{
     config::{Config, RetentionConfig},
     messaging::{
@@ -59,7 +58,7 @@ pub fn authorize(cfg: &Config, token: Option<&str>) -> anyhow::Result<()> {
 }
 
 /// The consumed queue named by `arg` (`Q` or `Q.dlq`).
-pub(super) fn consumed_queue(arg: &str) -> anyhow::Result<&'static topology::QueueSpec> {
+pub fn consumed_queue(arg: &str) -> anyhow::Result<&'static topology::QueueSpec> {
     let name = arg.strip_suffix(".dlq").unwrap_or(arg);
     QUEUES.iter().find(|q| q.name == name).with_context(|| {
         let names: Vec<&str> = QUEUES.iter().map(|q| q.name).collect();
@@ -251,22 +250,4 @@ pub(super) fn republished(
         body,
         headers,
     })
-}
-
-pub fn render_redrive(r: &RedriveReport) -> String {
-    let mut out = format!(
-        "redrive {}: moved {} of {} message(s) back to their original exchange",
-        r.dlq, r.moved, r.depth_at_start
-    );
-    if !r.skipped.is_empty() {
-        let _ = write!(out, "; {} left in the queue:", r.skipped.len());
-        for s in &r.skipped {
-            let _ = write!(out, "\n  {}: {}", or_dash(&s.message_id), s.why);
-        }
-    }
-    if let Some(e) = &r.error {
-        let _ = write!(out, "\nstopped: {e}");
-    }
-    out.push('\n');
-    out
 }

@@ -1,15 +1,12 @@
-//! `dop admin dlq list`: the depth of each dead-letter queue and why its
+//! The depth of each dead-letter queue and why its
 //! first messages died, read without consuming them.
-
-use std::fmt::Write;
 
 use amqprs::channel::{BasicGetArguments, BasicNackArguments, Channel};
 use anyhow::Context;
 use serde::Serialize;
 
-use super::{connect, depth, describe, or_dash, DeadLetter};
+use super::{connect, depth, describe, DeadLetter};
 use crate::{
-    cli::admin::table::{self, clip},
     config::Config,
     messaging::topology::{self, QUEUES},
 };
@@ -73,46 +70,4 @@ pub async fn list(cfg: &Config) -> anyhow::Result<Vec<DlqStatus>> {
     let _ = ch.close().await;
     let _ = conn.close().await;
     Ok(out)
-}
-
-/// Depths as a table, then the sampled messages of each non-empty DLQ.
-pub fn render_list(statuses: &[DlqStatus]) -> String {
-    let rows: Vec<Vec<String>> = statuses
-        .iter()
-        .map(|s| {
-            vec![
-                s.dlq.clone(),
-                s.depth
-                    .map_or_else(|| "missing".to_string(), |d| d.to_string()),
-            ]
-        })
-        .collect();
-    let mut out = table::render(&["DLQ", "DEPTH"], &rows);
-    for s in statuses.iter().filter(|s| !s.samples.is_empty()) {
-        let _ = writeln!(
-            out,
-            "\n{} (first {} of {}):",
-            s.dlq,
-            s.samples.len(),
-            s.depth.unwrap_or(0)
-        );
-        let rows: Vec<Vec<String>> = s
-            .samples
-            .iter()
-            .map(|m| {
-                vec![
-                    or_dash(&m.message_id),
-                    or_dash(&m.routing_key),
-                    or_dash(&m.saga_id),
-                    or_dash(&m.retry_count),
-                    clip(&or_dash(&m.reason), 100),
-                ]
-            })
-            .collect();
-        out.push_str(&table::render(
-            &["MESSAGE", "ROUTING_KEY", "SAGA", "RETRIES", "REASON"],
-            &rows,
-        ));
-    }
-    out
 }

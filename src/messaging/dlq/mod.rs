@@ -1,59 +1,20 @@
-//! `dop admin dlq list | redrive QUEUE`: dead letters over AMQP only (no
-//! management plugin needed). `list` peeks without consuming; `redrive`
-//! sends messages back where they were dead-lettered from. This file holds
-//! the command line and what both read from a dead letter's headers.
+//! Dead letters over AMQP only (no management plugin needed), shared by
+//! `dop admin dlq` and the order role's `/admin/dlq` routes: `list` peeks
+//! without consuming; `redrive` sends messages back where they were
+//! dead-lettered from. This file holds what both read from a dead letter's
+//! headers.
 
 mod list;
 mod redrive;
-
-use std::{path::Path, process::ExitCode};
 
 use amqprs::{channel::Channel, connection::Connection, BasicProperties, FieldTable, FieldValue};
 use anyhow::Context;
 use serde::Serialize;
 
-pub use list::{list, render_list, DlqStatus, SAMPLE};
-pub use redrive::{authorize, redrive, render_redrive, RedriveReport, Skipped};
+pub use list::{list, DlqStatus, SAMPLE};
+pub use redrive::{authorize, consumed_queue, redrive, RedriveReport, Skipped};
 
 use crate::{config::Config, messaging::broker::Broker};
-
-#[derive(clap::Args, Debug)]
-pub struct Opts {
-    #[command(subcommand)]
-    pub action: DlqAction,
-}
-
-#[derive(clap::Subcommand, Debug)]
-pub enum DlqAction {
-    /// Depth of each dead-letter queue and why its first messages died.
-    List(ListOpts),
-    /// Send dead letters back where they came from (operator action: needs
-    /// admin.token configured).
-    Redrive(RedriveOpts),
-}
-
-#[derive(clap::Args, Debug)]
-pub struct ListOpts {
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(clap::Args, Debug)]
-pub struct RedriveOpts {
-    /// The consumed queue or its dead-letter queue, e.g. inventory.commands
-    /// or inventory.commands.dlq.
-    pub queue: String,
-    /// At most this many messages (default: all that are there at the start).
-    #[arg(long)]
-    pub limit: Option<u32>,
-    /// Must equal admin.token when given.
-    #[arg(long)]
-    pub token: Option<String>,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
-}
 
 /// A dead letter, as its headers describe it.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -151,38 +112,6 @@ async fn depth(conn: &Connection, ch: &mut Channel, queue: &str) -> anyhow::Resu
             Ok(None)
         }
         Err(e) => Err(e).with_context(|| format!("Failed to read the depth of {queue}")),
-    }
-}
-
-fn or_dash(v: &Option<String>) -> String {
-    v.clone().unwrap_or_else(|| "-".into())
-}
-
-pub async fn run(opts: Opts, config: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let cfg = Config::load(config, None)?;
-    match opts.action {
-        DlqAction::List(o) => {
-            let statuses = list(&cfg).await?;
-            if o.json {
-                println!("{}", serde_json::to_string_pretty(&statuses)?);
-            } else {
-                print!("{}", render_list(&statuses));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        DlqAction::Redrive(o) => {
-            let r = redrive(&cfg, &o.queue, o.limit, o.token.as_deref()).await?;
-            if o.json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-            } else {
-                print!("{}", render_redrive(&r));
-            }
-            Ok(if r.error.is_none() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
     }
 }
 
