@@ -40,6 +40,8 @@ pub struct Opts {
     pub broker_proxy: bool,
     /// Route the roles' database connections through a proxy.
     pub db_proxy: bool,
+    /// `rabbitmq.queue_type` of the roles (default: `queue_type()`).
+    pub queue_type: dop::config::QueueType,
 }
 
 impl Default for Opts {
@@ -54,6 +56,7 @@ impl Default for Opts {
             max_attempts: 3,
             broker_proxy: false,
             db_proxy: false,
+            queue_type: queue_type(),
         }
     }
 }
@@ -122,6 +125,7 @@ impl Stack {
         cfg.payment.pool_size = 8;
         cfg.rabbitmq.url = SecretUrl::new(format!("amqp://guest:guest@{AMQP_HOST}/{vhost}"));
         cfg.rabbitmq.prefetch = 50;
+        cfg.rabbitmq.queue_type = opts.queue_type;
         // Tests create the products they use (tests/it/seed.rs tests the
         // seed itself).
         cfg.inventory.seed = vec![];
@@ -446,6 +450,16 @@ pub fn write_mode() -> dop::config::WriteMode {
         Err(_) | Ok("text") => dop::config::WriteMode::Text,
         Ok("prepared") => dop::config::WriteMode::Prepared,
         Ok(other) => panic!("DOP_DATABASE__WRITE_MODE={other}: text or prepared"),
+    }
+}
+
+/// The queue type `DOP_RABBITMQ__QUEUE_TYPE` asks for (classic when unset),
+/// as the roles of a `Stack` get it unless a test sets its own.
+pub fn queue_type() -> dop::config::QueueType {
+    match std::env::var("DOP_RABBITMQ__QUEUE_TYPE").as_deref() {
+        Err(_) | Ok("classic") => dop::config::QueueType::Classic,
+        Ok("quorum") => dop::config::QueueType::Quorum,
+        Ok(other) => panic!("DOP_RABBITMQ__QUEUE_TYPE={other}: classic or quorum"),
     }
 }
 

@@ -25,6 +25,7 @@ mod lost_commit;
 mod observability;
 mod order_ids;
 mod proxy;
+mod queue_types;
 mod reliability;
 mod retention;
 mod returns;
