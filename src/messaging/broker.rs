@@ -176,14 +176,10 @@ pub struct Broker {
 
 impl Broker {
     pub fn new(cfg: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
-        let endpoints = endpoints(cfg)?;
-        // Replicas start on different nodes, spreading connections over
-        // the cluster.
-        let first = rand::random_range(0..endpoints.len());
         Ok(Self {
             inner: Arc::new(Inner {
-                endpoints,
-                next: AtomicUsize::new(first),
+                endpoints: endpoints(cfg)?,
+                next: AtomicUsize::new(0),
                 queue_type: cfg.rabbitmq.queue_type,
                 conflict: Mutex::new(None),
                 metrics,

@@ -7,6 +7,7 @@ mod admin;
 mod amqp_writes;
 mod api;
 mod bench;
+mod broker_urls;
 mod compat_api;
 mod consumer_faults;
 mod contracts;
