@@ -34,6 +34,9 @@ cargo nextest run --locked --no-fail-fast
 step "the saga tests again, every write a prepared statement (database.write_mode)"
 DOP_DATABASE__WRITE_MODE=prepared cargo nextest run --locked --no-fail-fast -E 'test(/saga::/)'
 
+step "the saga tests again, every queue a quorum queue (rabbitmq.queue_type)"
+DOP_RABBITMQ__QUEUE_TYPE=quorum cargo nextest run --locked --no-fail-fast -E 'test(/saga::/)'
+
 if ((quick)); then exit 0; fi
 
 step "release build (the same command as the Dockerfile)"
@@ -62,3 +65,6 @@ scripts/check-tls.sh
 
 step "the short chaos run (kills every role, restarts RabbitMQ and MariaDB; must lose nothing)"
 scripts/chaos.sh --short
+
+step "a clustered broker: three RabbitMQ nodes, quorum queues, a node stopped mid-load (--long: each node in turn)"
+scripts/cluster.sh
