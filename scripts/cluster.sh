@@ -12,7 +12,7 @@
 #
 #   scripts/cluster.sh           the short run the test suite uses (~3 minutes):
 #                                the node the roles are connected to, once
-#   scripts/cluster.sh --long    each of the three nodes in turn (~6 minutes)
+#   scripts/cluster.sh --long    each of the three nodes in turn (~5 minutes)
 #   CLUSTER_QUEUE_TYPE=classic scripts/cluster.sh    the same with classic
 #                                queues, to see what quorum buys (it fails)
 #
