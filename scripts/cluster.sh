@@ -96,6 +96,12 @@ await_node() {
   return 1
 }
 
+# Nodes of these names left by a run that was killed are stopped; a port
+# held by anything else stops the run.
+for n in 1 2 3; do ctl "$n" stop >/dev/null 2>&1 || true; done
+for p in "${amqp_ports[@]}" 19772 19773 19774; do
+  if ss -ltn "sport = :$p" | grep -q LISTEN; then say "port $p is in use (see: ss -ltnp)"; exit 1; fi
+done
 say "three RabbitMQ nodes in $work"
 for n in 1 2 3; do start_node "$n"; done
 for n in 1 2 3; do await_node "$n"; done

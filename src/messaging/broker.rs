@@ -270,7 +270,15 @@ impl Inner {
             if *close.borrow() {
                 return;
             }
-            match self.session().await {
+            let sessions = *self.sessions.borrow();
+            let result = self.session().await;
+            if *self.sessions.borrow() != sessions {
+                // It was connected: a connection lost now (a node gone) is
+                // retried on the next address after the shortest delay,
+                // whatever failed before.
+                backoff = Duration::from_millis(200);
+            }
+            match result {
                 Ok(()) => backoff = Duration::from_millis(200),
                 Err(e) => {
                     if let Some(c) = e.downcast_ref::<topology::TopologyConflict>() {
