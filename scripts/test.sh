@@ -34,6 +34,9 @@ cargo nextest run --locked --no-fail-fast
 step "the saga tests again, every write a prepared statement (database.write_mode)"
 DOP_DATABASE__WRITE_MODE=prepared cargo nextest run --locked --no-fail-fast -E 'test(/saga::/)'
 
+step "the saga tests again, every queue a quorum queue (rabbitmq.queue_type)"
+DOP_RABBITMQ__QUEUE_TYPE=quorum cargo nextest run --locked --no-fail-fast -E 'test(/saga::/)'
+
 if ((quick)); then exit 0; fi
 
 step "release build (the same command as the Dockerfile)"
@@ -71,3 +74,6 @@ scripts/replicas.sh --short
 
 step "the short deadline chaos run (payment down past saga.step_timeout under load: those sagas compensate, none is charged)"
 scripts/chaos.sh --deadline --short
+
+step "a clustered broker: three RabbitMQ nodes, quorum queues, a node stopped mid-load (--long: each node in turn)"
+scripts/cluster.sh

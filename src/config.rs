@@ -276,7 +276,17 @@ role_section!(PaymentConfig {
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct RabbitConfig {
+    /// The broker, when there is one address.
     pub url: SecretUrl,
+    /// The nodes of a clustered broker, tried in turn on every (re)connect;
+    /// when not empty it replaces `url`. In the environment
+    /// (`DOP_RABBITMQ__URLS`) a comma-separated list.
+    #[serde(default, deserialize_with = "url_list")]
+    pub urls: Vec<SecretUrl>,
+    /// The type of every queue dop declares (docs/operations.md, "Queue
+    /// types"): `classic`, or `quorum` for a clustered broker.
+    #[serde(default)]
+    pub queue_type: QueueType,
     /// Deliveries in flight per consumer.
     pub prefetch: u16,
     /// How long a publish waits for its confirm.
@@ -285,6 +295,61 @@ pub struct RabbitConfig {
     /// For `amqps://`: a PEM CA certificate to trust besides the public roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// The type of the queues of the topology. A queue's type is fixed when it
+/// is first declared; docs/operations.md tells how to move from one to the
+/// other.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueType {
+    /// One node holds the queue: what the original system declares, and the
+    /// cheapest on a single broker (docs/design/queue-types.md).
+    #[default]
+    Classic,
+    /// Replicated over the cluster's nodes (Raft); survives losing a node.
+    Quorum,
+}
+
+impl QueueType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
+        }
+    }
+}
+
+impl RabbitConfig {
+    /// The addresses to try, in order: `urls`, or `url` alone.
+    pub fn endpoints(&self) -> Vec<SecretUrl> {
+        if self.urls.is_empty() {
+            vec![self.url.clone()]
+        } else {
+            self.urls.clone()
+        }
+    }
+}
+
+/// `rabbitmq.urls` from a TOML list or from one comma-separated string (the
+/// form an environment variable has).
+fn url_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SecretUrl>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        List(Vec<String>),
+        One(String),
+    }
+    let items = match Form::deserialize(d)? {
+        Form::List(v) => v,
+        Form::One(s) => s.split(',').map(str::to_string).collect(),
+    };
+    Ok(items
+        .into_iter()
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
+        .map(SecretUrl::new)
+        .collect())
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -436,6 +501,8 @@ impl Default for Config {
             },
             rabbitmq: RabbitConfig {
                 url: SecretUrl::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
+                urls: Vec::new(),
+                queue_type: QueueType::Classic,
                 prefetch: 200,
                 confirm_timeout: Duration::from_secs(10),
                 ca_file: None,
@@ -577,6 +644,21 @@ impl Config {
         }
         AmqpEndpoint::parse(&self.rabbitmq.url)
             .map_err(|e| anyhow::anyhow!("invalid configuration: rabbitmq.url: {e}"))?;
+        let mut vhosts = std::collections::BTreeSet::new();
+        for (i, url) in self.rabbitmq.urls.iter().enumerate() {
+            let e = AmqpEndpoint::parse(url).map_err(|e| {
+                anyhow::anyhow!(
+                    "invalid configuration: rabbitmq.urls (address {}): {e}",
+                    i + 1
+                )
+            })?;
+            vhosts.insert(e.vhost);
+        }
+        if vhosts.len() > 1 {
+            // The addresses are nodes of one broker: messages published
+            // through one must be consumable through every other.
+            bail!("invalid configuration: rabbitmq.urls: every address must name the same vhost (found {})", vhosts.into_iter().collect::<Vec<_>>().join(", "));
+        }
         if self.rabbitmq.prefetch == 0 {
             bail!("invalid configuration: rabbitmq.prefetch must be at least 1");
         }
@@ -642,6 +724,9 @@ impl Config {
             *url = SecretUrl::new(url.redacted());
         }
         shown.rabbitmq.url = SecretUrl::new(shown.rabbitmq.url.redacted());
+        for url in &mut shown.rabbitmq.urls {
+            *url = SecretUrl::new(url.redacted());
+        }
         for token in [&mut shown.admin.token, &mut shown.admin.read_token] {
             if !token.is_empty() {
                 *token = Secret::new("[redacted]");
@@ -653,12 +738,13 @@ impl Config {
 
 /// The keys whose values are secrets: never parsed from the environment as
 /// anything but text, never shown in an error.
-const SECRET_KEYS: [&str; 5] = [
+const SECRET_KEYS: [&str; 6] = [
     "admin.token",
     "order.database_url",
     "inventory.database_url",
     "payment.database_url",
     "rabbitmq.url",
+    "rabbitmq.urls",
 ];
 
 /// The `DOP_*` variables (`DOP_SECTION__KEY`). figment reads a variable's
@@ -1141,5 +1227,70 @@ mod tests {
         assert_eq!((e.tls, e.port, e.heartbeat), (true, 5671, Some(7)));
         assert_eq!(percent_decode("a%2Fb%"), "a/b%");
         assert!(AmqpEndpoint::parse(&SecretUrl::new("amqp://h/?heartbeat=x")).is_err());
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn broker_addresses_and_queue_type_come_from_env_or_toml() {
+        let cfg = load(&[], None).unwrap();
+        assert_eq!(cfg.rabbitmq.queue_type, QueueType::Classic);
+        assert_eq!(cfg.rabbitmq.endpoints(), vec![cfg.rabbitmq.url.clone()]);
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "DOP_RABBITMQ__URLS",
+                "amqp://u:s3cret@mq-1:5672/dop, amqp://u:s3cret@mq-2:5672/dop,",
+            );
+            jail.set_env("DOP_RABBITMQ__QUEUE_TYPE", "quorum");
+            let fig = dop_env(Figment::from(Serialized::defaults(Config::default())));
+            let cfg = Config::finish(fig, &MapEnv(HashMap::new()), None).unwrap();
+            assert_eq!(cfg.rabbitmq.queue_type, QueueType::Quorum);
+            let shown: Vec<_> = cfg
+                .rabbitmq
+                .endpoints()
+                .iter()
+                .map(|u| u.expose().to_string())
+                .collect();
+            assert_eq!(
+                shown,
+                [
+                    "amqp://u:s3cret@mq-1:5672/dop",
+                    "amqp://u:s3cret@mq-2:5672/dop"
+                ]
+            );
+            let toml = cfg.redacted_toml().unwrap();
+            assert!(!toml.contains("s3cret"), "{toml}");
+            assert!(!format!("{cfg:?}").contains("s3cret"));
+
+            jail.set_env("DOP_RABBITMQ__QUEUE_TYPE", "mirrored");
+            let fig = dop_env(Figment::from(Serialized::defaults(Config::default())));
+            let err = Config::finish(fig, &MapEnv(HashMap::new()), None).unwrap_err();
+            assert!(err.to_string().contains("rabbitmq.queue_type"), "{err}");
+            jail.set_env("DOP_RABBITMQ__QUEUE_TYPE", "classic");
+
+            jail.set_env("DOP_RABBITMQ__URLS", "amqp://mq-1/a,amqp://mq-2/b");
+            let fig = dop_env(Figment::from(Serialized::defaults(Config::default())));
+            let err = Config::finish(fig, &MapEnv(HashMap::new()), None).unwrap_err();
+            assert!(err.to_string().contains("same vhost"), "{err}");
+
+            jail.set_env("DOP_RABBITMQ__URLS", "amqp://mq-1/a,http://s3cret@mq-2/a");
+            let fig = dop_env(Figment::from(Serialized::defaults(Config::default())));
+            let err = Config::finish(fig, &MapEnv(HashMap::new()), None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("rabbitmq.urls (address 2)"), "{err}");
+            assert!(!err.contains("s3cret"), "{err}");
+
+            jail.clear_env();
+            jail.create_file(
+                "dop.toml",
+                "[rabbitmq]\nurls = [\"amqp://mq-1/x\", \"amqp://mq-2/x\"]\nqueue_type = \"quorum\"\n",
+            )?;
+            let fig = Figment::from(Serialized::defaults(Config::default()))
+                .merge(Toml::file("dop.toml"));
+            let cfg = Config::finish(fig, &MapEnv(HashMap::new()), None).unwrap();
+            assert_eq!(cfg.rabbitmq.endpoints().len(), 2);
+            assert_eq!(cfg.rabbitmq.queue_type, QueueType::Quorum);
+            Ok(())
+        });
     }
 }

@@ -59,15 +59,19 @@ async fn ready(State(s): State<AppState>) -> Response {
         tracing::warn!(error = %e, "readiness: database unreachable");
     }
     let broker_ok = s.broker.is_connected();
-    let body = json!({
+    let conflict = s.broker.conflict();
+    let mut body = json!({
         "service": s.metrics.service,
         "database": if db_ok { "ok" } else { "unreachable" },
-        "broker": if broker_ok { "ok" } else { "unreachable" },
+        "broker": if broker_ok { "ok" } else if conflict.is_some() { "queue conflict" } else { "unreachable" },
     });
+    if let (false, Some(c)) = (broker_ok, conflict) {
+        // Names a queue and the migration doc; no secret in it.
+        body["broker_error"] = json!(c);
+    }
     if db_ok && broker_ok {
         (StatusCode::OK, Json(body)).into_response()
     } else {
-        let mut body = body;
         body["error"] = json!("not ready");
         body["code"] = json!("NOT_READY");
         (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()

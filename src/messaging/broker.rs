@@ -1,11 +1,13 @@
 //! The broker connection supervisor: connects, declares the topology, opens
 //! the confirming publisher and the consumers, and starts over (with
 //! backoff) whenever the connection or a channel dies, so a broker restart
-//! needs no restart of dop.
+//! needs no restart of dop. With several addresses (`rabbitmq.urls`, the
+//! nodes of a cluster) each reconnect tries them in turn, starting after
+//! the one just lost.
 
 use std::{
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, Mutex, RwLock,
     },
     time::Duration,
@@ -30,9 +32,63 @@ use super::{
     topology,
 };
 use crate::{
-    config::{AmqpEndpoint, Config, SecretUrl},
+    config::{AmqpEndpoint, Config, QueueType, SecretUrl},
     observability::Metrics,
 };
+
+/// How long one address may take to accept a connection before the next
+/// is tried: a node that is down may not refuse, just never answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One broker address: its connection arguments and its URL without the
+/// password, for logs.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub args: OpenConnectionArguments,
+    pub shown: String,
+}
+
+/// The configured addresses (`rabbitmq.urls`, else `rabbitmq.url`).
+pub fn endpoints(cfg: &Config) -> anyhow::Result<Vec<Endpoint>> {
+    cfg.rabbitmq
+        .endpoints()
+        .iter()
+        .map(|url| {
+            Ok(Endpoint {
+                args: connection_args_with_ca(url, cfg.rabbitmq.ca_file.as_deref())?,
+                shown: url.redacted(),
+            })
+        })
+        .collect()
+}
+
+/// Connects to the first of `endpoints`, starting at `start`, that answers;
+/// returns the connection and the index of the address. The error names
+/// every address and why it failed.
+pub async fn connect_any(
+    endpoints: &[Endpoint],
+    start: usize,
+) -> anyhow::Result<(Connection, usize)> {
+    let mut failures = Vec::new();
+    for k in 0..endpoints.len() {
+        let i = (start + k) % endpoints.len();
+        let e = &endpoints[i];
+        match tokio::time::timeout(CONNECT_TIMEOUT, Connection::open(&e.args)).await {
+            Ok(Ok(conn)) => return Ok((conn, i)),
+            Ok(Err(err)) => failures.push(format!("{}: {err}", e.shown)),
+            Err(_) => failures.push(format!("{}: no answer within {CONNECT_TIMEOUT:?}", e.shown)),
+        }
+        if endpoints.len() > 1 {
+            tracing::warn!(address = %e.shown, error = %failures.last().map(String::as_str).unwrap_or(""), "broker address did not answer; trying the next");
+        }
+    }
+    anyhow::bail!("Failed to connect to RabbitMQ ({})", failures.join("; "))
+}
+
+/// Connects to any configured address (the admin commands' connection).
+pub async fn connect(cfg: &Config) -> anyhow::Result<Connection> {
+    Ok(connect_any(&endpoints(cfg)?, 0).await?.0)
+}
 
 /// Builds connection arguments from an `amqp://` or `amqps://` URL
 /// (user and password percent-decoded, `%2f` as the `/` vhost).
@@ -91,7 +147,12 @@ struct ConsumerSpec {
 }
 
 struct Inner {
-    args: OpenConnectionArguments,
+    endpoints: Vec<Endpoint>,
+    /// The address the next connect tries first.
+    next: AtomicUsize,
+    queue_type: QueueType,
+    /// Set while the broker's queues conflict with the configured topology.
+    conflict: Mutex<Option<String>>,
     metrics: Arc<Metrics>,
     prefetch: u16,
     confirm_timeout: Duration,
@@ -115,10 +176,12 @@ pub struct Broker {
 
 impl Broker {
     pub fn new(cfg: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
-        let args = connection_args_with_ca(&cfg.rabbitmq.url, cfg.rabbitmq.ca_file.as_deref())?;
         Ok(Self {
             inner: Arc::new(Inner {
-                args,
+                endpoints: endpoints(cfg)?,
+                next: AtomicUsize::new(0),
+                queue_type: cfg.rabbitmq.queue_type,
+                conflict: Mutex::new(None),
                 metrics,
                 prefetch: cfg.rabbitmq.prefetch,
                 confirm_timeout: cfg.rabbitmq.confirm_timeout,
@@ -150,6 +213,12 @@ impl Broker {
 
     pub fn is_connected(&self) -> bool {
         self.inner.connected.load(Ordering::SeqCst)
+    }
+
+    /// Why the broker's queues cannot be used as configured (a queue of
+    /// another type or with other arguments), while that lasts.
+    pub fn conflict(&self) -> Option<String> {
+        self.inner.conflict.lock().ok().and_then(|c| c.clone())
     }
 
     /// Changes on every new broker session.
@@ -201,12 +270,32 @@ impl Inner {
             if *close.borrow() {
                 return;
             }
-            match self.session().await {
+            let sessions = *self.sessions.borrow();
+            let result = self.session().await;
+            if *self.sessions.borrow() != sessions {
+                // It was connected: a connection lost now (a node gone) is
+                // retried on the next address after the shortest delay,
+                // whatever failed before.
+                backoff = Duration::from_millis(200);
+            }
+            match result {
                 Ok(()) => backoff = Duration::from_millis(200),
-                Err(e) => tracing::warn!(
-                    error = format!("{e:#}"),
-                    "broker session failed; reconnecting"
-                ),
+                Err(e) => {
+                    if let Some(c) = e.downcast_ref::<topology::TopologyConflict>() {
+                        // Waiting does not fix it; an operator must act. The
+                        // role keeps trying, so it starts working as soon as
+                        // the queues are migrated.
+                        tracing::error!(queue = %c.queue, error = %c, "the broker's queues conflict with rabbitmq.queue_type; not consuming or publishing");
+                        if let Ok(mut slot) = self.conflict.lock() {
+                            *slot = Some(c.to_string());
+                        }
+                    } else {
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            "broker session failed; reconnecting"
+                        );
+                    }
+                }
             }
             self.connected.store(false, Ordering::SeqCst);
             if let Ok(mut p) = self.publisher.write() {
@@ -226,16 +315,22 @@ impl Inner {
     }
 
     async fn session(self: &Arc<Self>) -> anyhow::Result<()> {
-        let conn = Connection::open(&self.args)
-            .await
-            .context("Failed to connect to RabbitMQ")?;
+        let start = self.next.load(Ordering::SeqCst);
+        let (conn, at) = connect_any(&self.endpoints, start).await?;
+        // Whatever ends this session, the next one starts with the address
+        // after this one: when this node is the one lost, it is tried last.
+        self.next
+            .store((at + 1) % self.endpoints.len(), Ordering::SeqCst);
         let closed = Arc::new(Notify::new());
         conn.register_callback(ConnCallback {
             closed: closed.clone(),
         })
         .await?;
+        topology::declare_checked(&conn, self.retry_delay, self.queue_type).await?;
+        if let Ok(mut slot) = self.conflict.lock() {
+            *slot = None;
+        }
         let channel = conn.open_channel(None).await?;
-        topology::declare(&channel, self.retry_delay).await?;
         let publisher =
             Arc::new(ConfirmChannel::open(channel, self.confirm_timeout, closed.clone()).await?);
         if let Ok(mut p) = self.publisher.write() {
@@ -283,7 +378,7 @@ impl Inner {
         let sample_ch = conn.open_channel(None).await?;
         self.connected.store(true, Ordering::SeqCst);
         self.sessions.send_modify(|n| *n += 1);
-        tracing::info!(service = %self.metrics.service, "connected to RabbitMQ");
+        tracing::info!(service = %self.metrics.service, address = %self.endpoints[at].shown, "connected to RabbitMQ");
         let mut close = self.close.subscribe();
         let mut sample = tokio::time::interval(Duration::from_secs(10));
         let had_consumers = !tasks.is_empty();

@@ -257,11 +257,44 @@ impl ConfirmChannel {
         &self,
         msg: &Outgoing,
     ) -> Result<impl std::future::Future<Output = Result<(), PublishError>>, PublishError> {
+        self.send(
+            &msg.exchange,
+            &msg.routing_key,
+            &msg.message_id,
+            msg.properties(),
+            msg.body.clone(),
+        )
+        .await
+    }
+
+    /// Publishes a message with its properties exactly as given (a message
+    /// moved from one queue to another keeps all of them) and waits for
+    /// the confirm.
+    pub async fn publish_as_is(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        props: BasicProperties,
+        body: Vec<u8>,
+    ) -> Result<(), PublishError> {
+        let id = props.message_id().cloned().unwrap_or_default();
+        self.send(exchange, routing_key, &id, props, body)
+            .await?
+            .await
+    }
+
+    async fn send(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        message_id: &str,
+        props: BasicProperties,
+        body: Vec<u8>,
+    ) -> Result<impl std::future::Future<Output = Result<(), PublishError>>, PublishError> {
         if !self.is_open() {
             return Err(PublishError::NotConnected);
         }
-        let props = msg.properties();
-        let mut args = BasicPublishArguments::new(&msg.exchange, &msg.routing_key);
+        let mut args = BasicPublishArguments::new(exchange, routing_key);
         // Unroutable must come back, not be confirmed and dropped.
         args.mandatory(true);
         let (tx, rx) = oneshot::channel();
@@ -272,17 +305,13 @@ impl ConfirmChannel {
                 p.waiters.insert(
                     this,
                     Entry {
-                        message_id: msg.message_id.clone(),
+                        message_id: message_id.to_string(),
                         waiter: tx,
                         returned: None,
                     },
                 );
             }
-            if let Err(e) = self
-                .channel
-                .basic_publish(props, msg.body.clone(), args)
-                .await
-            {
+            if let Err(e) = self.channel.basic_publish(props, body, args).await {
                 if let Ok(mut p) = self.shared.pending.lock() {
                     p.waiters.remove(&this);
                 }

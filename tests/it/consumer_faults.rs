@@ -77,9 +77,13 @@ async fn setup(bodies: &[&str]) -> (Setup, Vec<String>) {
     })
     .await;
     let publisher = stack.publisher().await;
-    topology::declare(publisher.confirm.channel(), stack.cfg.retry.delay)
-        .await
-        .expect("declare the topology");
+    topology::declare(
+        publisher.confirm.channel(),
+        stack.cfg.retry.delay,
+        stack.cfg.rabbitmq.queue_type,
+    )
+    .await
+    .expect("declare the topology");
     let mut ids = Vec::new();
     for body in bodies {
         let id = uuid::Uuid::new_v4().to_string();

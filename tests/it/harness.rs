@@ -43,6 +43,8 @@ pub struct Opts {
     /// `saga.step_timeout` and `saga.deadline` (the defaults: 2 min, 10 min).
     pub step_timeout: Duration,
     pub saga_deadline: Duration,
+    /// `rabbitmq.queue_type` of the roles (default: `queue_type()`).
+    pub queue_type: dop::config::QueueType,
 }
 
 impl Default for Opts {
@@ -59,6 +61,7 @@ impl Default for Opts {
             db_proxy: false,
             step_timeout: Duration::from_secs(120),
             saga_deadline: Duration::from_secs(600),
+            queue_type: queue_type(),
         }
     }
 }
@@ -127,6 +130,7 @@ impl Stack {
         cfg.payment.pool_size = 8;
         cfg.rabbitmq.url = SecretUrl::new(format!("amqp://guest:guest@{AMQP_HOST}/{vhost}"));
         cfg.rabbitmq.prefetch = 50;
+        cfg.rabbitmq.queue_type = opts.queue_type;
         // Tests create the products they use (tests/it/seed.rs tests the
         // seed itself).
         cfg.inventory.seed = vec![];
@@ -472,6 +476,16 @@ pub fn write_mode() -> dop::config::WriteMode {
         Err(_) | Ok("text") => dop::config::WriteMode::Text,
         Ok("prepared") => dop::config::WriteMode::Prepared,
         Ok(other) => panic!("DOP_DATABASE__WRITE_MODE={other}: text or prepared"),
+    }
+}
+
+/// The queue type `DOP_RABBITMQ__QUEUE_TYPE` asks for (classic when unset),
+/// as the roles of a `Stack` get it unless a test sets its own.
+pub fn queue_type() -> dop::config::QueueType {
+    match std::env::var("DOP_RABBITMQ__QUEUE_TYPE").as_deref() {
+        Err(_) | Ok("classic") => dop::config::QueueType::Classic,
+        Ok("quorum") => dop::config::QueueType::Quorum,
+        Ok(other) => panic!("DOP_RABBITMQ__QUEUE_TYPE={other}: classic or quorum"),
     }
 }
 

@@ -1,10 +1,11 @@
 //! `dop admin`: operator commands. Saga commands go through the order
-//! role's HTTP API, `dlq` talks AMQP, `audit` reads the three databases,
-//! `prune` runs (or counts) retention on them.
+//! role's HTTP API, `dlq` and `queues` talk AMQP, `audit` reads the three
+//! databases, `prune` runs (or counts) retention on them.
 
 pub mod audit;
 pub mod dlq;
 pub mod prune;
+pub mod queues;
 pub mod sagas;
 pub mod table;
 
@@ -18,6 +19,8 @@ pub enum AdminCmd {
     Sagas(sagas::Opts),
     /// Dead-letter queues: list their depth and reasons, or redrive one.
     Dlq(dlq::Opts),
+    /// Queues: re-create them with the configured type, keeping their messages.
+    Queues(queues::Opts),
     /// Check every invariant of docs/contract.md section 9 across the three databases.
     Audit(audit::Opts),
     /// Retention: what has aged out of `retention.dedup` / `retention.sagas`;
@@ -31,5 +34,6 @@ pub async fn run(cmd: AdminCmd, config: Option<&Path>) -> anyhow::Result<ExitCod
         AdminCmd::Dlq(o) => dlq::run(o, config).await,
         AdminCmd::Audit(o) => audit::run(o, config).await,
         AdminCmd::Prune(o) => prune::run(o, config).await,
+        AdminCmd::Queues(o) => queues::run(o, config).await,
     }
 }

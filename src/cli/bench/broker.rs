@@ -34,7 +34,7 @@ use super::{
 };
 use crate::{
     config::Config,
-    messaging::{broker::connection_args, publisher::ConfirmChannel, publisher::Outgoing},
+    messaging::{publisher::ConfirmChannel, publisher::Outgoing},
 };
 
 /// The scratch queue.
@@ -118,14 +118,7 @@ struct Counters {
 }
 
 pub async fn run(cfg: &Config, o: &BrokerOpts) -> anyhow::Result<BrokerReport> {
-    let conn = Connection::open(&connection_args(&cfg.rabbitmq.url)?)
-        .await
-        .with_context(|| {
-            format!(
-                "Failed to connect to RabbitMQ at {}",
-                cfg.rabbitmq.url.redacted()
-            )
-        })?;
+    let conn = crate::messaging::broker::connect(cfg).await?;
     let result = measure(&conn, o).await;
     if let Ok(ch) = conn.open_channel(None).await {
         let _ = ch.queue_delete(QueueDeleteArguments::new(QUEUE)).await;

@@ -92,13 +92,9 @@ pub(crate) fn describe(props: &BasicProperties) -> DeadLetter {
 }
 
 async fn connect(cfg: &Config) -> anyhow::Result<Connection> {
-    let args = crate::messaging::broker::connection_args_with_ca(
-        &cfg.rabbitmq.url,
-        cfg.rabbitmq.ca_file.as_deref(),
-    )?;
-    Connection::open(&args)
+    crate::messaging::broker::connect(cfg)
         .await
-        .with_context(|| format!("cannot reach RabbitMQ at {}", cfg.rabbitmq.url.redacted()))
+        .context("cannot reach RabbitMQ")
 }
 
 /// A queue's depth, or None when it does not exist. A passive declare of a
