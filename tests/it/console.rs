@@ -360,3 +360,66 @@ async fn admin_dlq_over_http_peeks_and_redrives_with_the_operator_token() {
     .await;
     s.teardown().await;
 }
+
+/// On a large table the summary stays bounded: a status past the cap is
+/// reported as "at least the cap" (the console shows 10000+), the window's
+/// rates come from the timeline's last minute only (a day of aged history
+/// does not count in them), and a saga finished now does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_summary_caps_its_counts_and_reads_only_the_window_on_large_tables() {
+    use dop::cli::bench::age::{self, AgeOpts};
+    let s = Stack::start(Opts {
+        read_token: Some("test-read".into()),
+        ..Opts::default()
+    })
+    .await;
+    let cap = dop::roles::order::admin::COUNT_CAP;
+    // A tenth compensated: COMPLETED alone passes the cap.
+    let n = cap * 12 / 10;
+    let opts = AgeOpts {
+        days: 1.0,
+        rate: n as f64 / 86_400.0,
+        products: 2,
+        users: 100,
+        compensated_pct: 10,
+    };
+    let aged = age::run(&s.cfg, &opts, |_, _| {})
+        .await
+        .expect("ageing runs");
+    assert_eq!(aged.sagas, n as u64);
+    let pid = product_id();
+    s.add_product(pid, 5).await;
+    let ok = s.order(pid, 1, "5.00").await;
+    assert_eq!(
+        s.wait_terminal(&ok, Duration::from_secs(30)).await,
+        "CONFIRMED"
+    );
+
+    let (st, sum) = get_as(&s, "/admin/summary", Some("test-read")).await;
+    assert_eq!(st, 200, "{sum}");
+    let row = |status: &str| {
+        sum["statuses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["status"] == status)
+            .unwrap_or_else(|| panic!("{status} in {sum:#}"))
+            .clone()
+    };
+    let completed = row("COMPLETED");
+    assert_eq!(completed["count"], cap, "{sum:#}");
+    assert_eq!(completed["capped"], true, "{sum:#}");
+    // The history runs up to now at about 10 sagas a minute: the window
+    // holds those and the saga finished now, not the other thousands.
+    let recent = completed["in_window"].as_i64().unwrap();
+    assert!((1..30).contains(&recent), "{sum:#}");
+    let compensated = row("COMPENSATED");
+    assert_eq!(compensated["capped"], false, "{sum:#}");
+    assert!(compensated["in_window"].as_i64().unwrap() < 10, "{sum:#}");
+    assert!(compensated["count"].as_i64().unwrap() > 1000, "{sum:#}");
+    assert_eq!(sum["capped"], true);
+    let started = sum["started_in_window"].as_i64().unwrap();
+    assert!((1..30).contains(&started), "{sum:#}");
+    assert_eq!(sum["in_flight"], 0);
+    s.teardown().await;
+}

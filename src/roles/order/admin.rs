@@ -175,21 +175,32 @@ pub async fn retry(ctx: &Ctx, saga_id: &str) -> Result<RetryAccepted, ApiError> 
 /// The window of the summary's rates.
 pub const WINDOW: Duration = Duration::from_secs(60);
 
-/// How many sagas there are in one status, and how many of them reached
-/// it (or, in flight, last moved) within the window.
+/// A status holding more sagas than this is shown as "at least this many":
+/// counting is a scan of that status's index range, so the cap bounds what
+/// one summary costs (a few milliseconds) whatever the table's size.
+pub const COUNT_CAP: i64 = 10_000;
+
+/// How many sagas there are in one status (up to `COUNT_CAP`), and how many
+/// reached it (or, in flight, last moved) within the window.
 #[derive(Serialize, Debug)]
 pub struct StatusCount {
     pub status: &'static str,
     pub count: i64,
+    /// `count` stopped at `COUNT_CAP`: there are at least that many.
+    pub capped: bool,
     pub in_window: i64,
 }
 
 /// `GET /admin/summary`: the counters the console shows, read from the
 /// database (not from one process's metrics), so every replica behind a
-/// load balancer answers the same.
+/// load balancer answers the same. What it reads is bounded: the sagas in
+/// flight, at most `COUNT_CAP` index entries per status, and the window's
+/// timeline rows (docs/design/console.md).
 #[derive(Serialize, Debug)]
 pub struct Summary {
+    /// The sum of the counts (at least this many when `capped`).
     pub total: i64,
+    pub capped: bool,
     pub window_seconds: u64,
     /// Sagas created within the window (all statuses).
     pub started_in_window: i64,
@@ -203,7 +214,7 @@ pub struct Summary {
 }
 
 #[derive(QueryableByName)]
-struct StatusRow {
+struct InFlightRow {
     #[diesel(sql_type = Varchar)]
     status: String,
     #[diesel(sql_type = BigInt)]
@@ -212,52 +223,155 @@ struct StatusRow {
     in_window: i64,
     #[diesel(sql_type = BigInt)]
     idle: i64,
-    #[diesel(sql_type = BigInt)]
-    started: i64,
 }
 
-/// One pass over the (status, updated_at) index, grouped by status.
+#[derive(QueryableByName)]
+struct N {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
+struct Reached {
+    #[diesel(sql_type = Varchar)]
+    status: String,
+    #[diesel(sql_type = BigInt)]
+    started: i64,
+    #[diesel(sql_type = BigInt)]
+    reached: i64,
+}
+
+#[derive(QueryableByName)]
+struct IdAt {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Datetime)]
+    created_at: NaiveDateTime,
+}
+
+#[derive(QueryableByName)]
+struct Bounds {
+    #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+    lo: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+    hi: Option<i64>,
+}
+
+/// A lower bound of the ids of `saga_events` written at or after `since`:
+/// ids are handed out in the order rows are written, so a bisection over
+/// the primary key finds it in about log2(rows) index dives. `None`: no
+/// event at all.
+async fn first_event_since(
+    conn: &mut diesel_async::AsyncMysqlConnection,
+    since: NaiveDateTime,
+) -> diesel::QueryResult<Option<i64>> {
+    let b: Bounds = diesel::sql_query("SELECT MIN(id) AS lo, MAX(id) AS hi FROM saga_events")
+        .get_result(conn)
+        .await?;
+    let (Some(mut lo), Some(hi)) = (b.lo, b.hi) else {
+        return Ok(None);
+    };
+    let mut hi = hi.saturating_add(1);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let next: Option<IdAt> = diesel::sql_query(
+            "SELECT id, created_at FROM saga_events WHERE id >= ? ORDER BY id LIMIT 1",
+        )
+        .bind::<BigInt, _>(mid)
+        .get_result(conn)
+        .await
+        .optional()?;
+        match next {
+            Some(r) if r.created_at < since => lo = r.id.saturating_add(1),
+            _ => hi = mid,
+        }
+    }
+    Ok(Some(lo))
+}
+
+/// Rows written around the same instant may get their ids a little out of
+/// time order; the window's scan starts this many ids earlier and filters
+/// on the time.
+const ID_SLACK: i64 = 1_000;
+
 pub async fn summary(ctx: &Ctx) -> Result<Summary, ApiError> {
     let mut conn = ctx.pool.get().await?;
     let now = chrono::Utc::now().naive_utc();
+    let since = ago(now, WINDOW);
     let stuck_after = ctx.config.recovery.stuck_after;
-    let rows: Vec<StatusRow> = diesel::sql_query(
+    // In flight: exact, through the status index (few rows).
+    let flying: Vec<InFlightRow> = diesel::sql_query(
         "SELECT status, COUNT(*) AS n, \
            CAST(COALESCE(SUM(updated_at >= ?), 0) AS SIGNED) AS in_window, \
-           CAST(COALESCE(SUM(updated_at <= ?), 0) AS SIGNED) AS idle, \
-           CAST(COALESCE(SUM(created_at >= ?), 0) AS SIGNED) AS started \
-         FROM saga_states GROUP BY status",
+           CAST(COALESCE(SUM(updated_at <= ?), 0) AS SIGNED) AS idle \
+         FROM saga_states WHERE status IN ('IN_PROGRESS', 'COMPENSATING') GROUP BY status",
     )
-    .bind::<Datetime, _>(ago(now, WINDOW))
+    .bind::<Datetime, _>(since)
     .bind::<Datetime, _>(ago(now, stuck_after))
-    .bind::<Datetime, _>(ago(now, WINDOW))
     .load(&mut conn)
     .await?;
+    // The window from the timeline: sagas started, and terminal statuses
+    // reached (a move into the status from another one).
+    let reached: Vec<Reached> = match first_event_since(&mut conn, since).await? {
+        None => Vec::new(),
+        Some(lo) => {
+            diesel::sql_query(
+                "SELECT to_status AS status, \
+                   CAST(SUM(from_status IS NULL) AS SIGNED) AS started, \
+                   CAST(SUM(from_status IS NOT NULL AND from_status <> to_status) AS SIGNED) AS reached \
+                 FROM saga_events WHERE id >= ? AND created_at >= ? GROUP BY to_status",
+            )
+            .bind::<BigInt, _>(lo.saturating_sub(ID_SLACK))
+            .bind::<Datetime, _>(since)
+            .load(&mut conn)
+            .await?
+        }
+    };
     let mut out = Summary {
         total: 0,
+        capped: false,
         window_seconds: WINDOW.as_secs(),
-        started_in_window: 0,
+        started_in_window: reached.iter().map(|r| r.started).sum(),
         in_flight: 0,
         stuck: 0,
         stuck_after_seconds: stuck_after.as_secs(),
         statuses: Vec::new(),
     };
     for st in SagaStatus::ALL {
-        let row = rows.iter().find(|r| r.status == st.as_str());
-        let (n, in_window) = row.map_or((0, 0), |r| (r.n, r.in_window));
-        if !st.is_terminal() {
-            out.in_flight += n;
+        let (count, capped, in_window) = if st.is_terminal() {
+            // The index range of one status, cut at the cap.
+            let n: N = diesel::sql_query(
+                "SELECT COUNT(*) AS n FROM \
+                 (SELECT 1 FROM saga_states WHERE status = ? LIMIT ?) capped",
+            )
+            .bind::<Varchar, _>(st.as_str())
+            .bind::<BigInt, _>(COUNT_CAP)
+            .get_result(&mut conn)
+            .await?;
+            let in_window = reached
+                .iter()
+                .find(|r| r.status == st.as_str())
+                .map_or(0, |r| r.reached);
+            (n.n, n.n >= COUNT_CAP, in_window)
+        } else {
+            let row = flying.iter().find(|r| r.status == st.as_str());
+            out.in_flight += row.map_or(0, |r| r.n);
             out.stuck += row.map_or(0, |r| r.idle);
-        }
+            (
+                row.map_or(0, |r| r.n),
+                false,
+                row.map_or(0, |r| r.in_window),
+            )
+        };
+        out.total += count;
+        out.capped |= capped;
         out.statuses.push(StatusCount {
             status: st.as_str(),
-            count: n,
+            count,
+            capped,
             in_window,
         });
     }
-    // Statuses the state machine does not know (none today) still count.
-    out.total = rows.iter().map(|r| r.n).sum();
-    out.started_in_window = rows.iter().map(|r| r.started).sum();
     Ok(out)
 }
 

@@ -213,18 +213,20 @@ function emptyState() {
 async function overview() {
   const s = await api("GET", "/admin/summary");
   const by = Object.fromEntries(s.statuses.map((x) => [x.status, x]));
+  // Counts stop at the server's cap (a bounded index scan): "10000+".
+  const atLeast = (c) => c.capped ? `${c.count}+` : c.count;
   const perMin = (n) => `${n} in the last ${s.window_seconds}s`;
   const heading = h("h2", { tabindex: "-1", id: "page-title" }, "Overview");
   const cards = h("div", { class: "cards", id: "counters" },
     counter("In flight", s.in_flight, `${s.started_in_window} started in the last ${s.window_seconds}s`, "c-in-flight"),
-    counter("Completed", by.COMPLETED.count, perMin(by.COMPLETED.in_window), "c-completed"),
-    counter("Compensated", by.COMPENSATED.count, perMin(by.COMPENSATED.in_window), "c-compensated"),
-    counter("Failed", by.FAILED.count, perMin(by.FAILED.in_window), "c-failed",
+    counter("Completed", atLeast(by.COMPLETED), perMin(by.COMPLETED.in_window), "c-completed"),
+    counter("Compensated", atLeast(by.COMPENSATED), perMin(by.COMPENSATED.in_window), "c-compensated"),
+    counter("Failed", atLeast(by.FAILED), perMin(by.FAILED.in_window), "c-failed",
       by.FAILED.count ? h("a", { href: "#/sagas?status=FAILED" }, "List failed sagas") : null),
     counter("Stuck", s.stuck, `in flight, not moved for ${ago(s.stuck_after_seconds)}`, "c-stuck",
       s.stuck ? h("a", { href: `#/sagas?idle=${s.stuck_after_seconds}` }, "List stuck sagas") : null));
   if (s.stuck) cards.querySelector("#c-stuck").classList.add("alarm");
-  const when = h("p", { class: "muted" }, `${s.total} sagas in all. Refreshed ${new Date().toLocaleTimeString()}, every ${REFRESH_MS / 1000}s.`);
+  const when = h("p", { class: "muted" }, `${s.total}${s.capped ? "+" : ""} sagas in all. Refreshed ${new Date().toLocaleTimeString()}, every ${REFRESH_MS / 1000}s.`);
   render(heading, cards, when, s.total === 0 ? emptyState() : null);
   schedule(overview);
 }
