@@ -62,6 +62,8 @@ export READY_TIMEOUT=90
 
 say() { printf 'chaos: %s\n' "$*"; }
 sql() { mysql -h127.0.0.1 -uroot -N -e "$1"; }
+# shellcheck source=scripts/lib/settle.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/settle.sh"
 kills=0 broker_restarts=0 db_restarts=0
 
 cleanup() {
@@ -134,28 +136,8 @@ disrupt() {
 
 if [[ $mode == deadline ]]; then deadline_outage; else disrupt; fi
 
-say "waiting for the load to end and every saga to finish"
-bench_status=0
-wait "$bench_pid" || bench_status=$?
-bench_pid=
-scripts/stack.sh wait-ready all >/dev/null
-
-accepted=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ok"])' "$STACK_DIR/bench.json" 2>/dev/null || echo "?")
-if [[ $accepted == "?" ]]; then
-  say "the load generator failed (status $bench_status):"; cat "$STACK_DIR/bench.err"; exit 1
-fi
+settle_and_audit "$name"
 orders=$(sql "SELECT COUNT(*) FROM ${name}_orders.orders")
-terminal=$(sql "SELECT GROUP_CONCAT(CONCAT(status,'=',n) ORDER BY status SEPARATOR ' ') FROM (SELECT status, COUNT(*) n FROM ${name}_orders.saga_states WHERE status IN ('COMPLETED','COMPENSATED','FAILED') GROUP BY status) t")
-terminal_n=$(sql "SELECT COUNT(*) FROM ${name}_orders.saga_states WHERE status IN ('COMPLETED','COMPENSATED','FAILED')")
-lost=$((accepted - terminal_n))
-((lost < 0)) && lost=0
-double_reserve=$(sql "SELECT COUNT(*) FROM (SELECT order_id FROM ${name}_inventory.inventory_logs WHERE action='RESERVE' AND success GROUP BY order_id HAVING COUNT(*) > 1) d")
-double_charge=$(sql "SELECT COUNT(*) FROM (SELECT order_id FROM ${name}_payments.payments GROUP BY order_id HAVING COUNT(*) > 1) d")
-duplicates=$((double_reserve + double_charge))
-audit_status=0
-"$DOP_BIN" admin audit --json >"$STACK_DIR/audit.json" 2>"$STACK_DIR/audit.err" || audit_status=$?
-violations=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["violations"]))' "$STACK_DIR/audit.json" 2>/dev/null || echo "?")
-[[ $violations == "?" ]] && { say "audit failed to run:"; cat "$STACK_DIR/audit.err"; exit 1; }
 
 say "accepted=$accepted orders_in_db=$orders terminal: ${terminal:-none}"
 if [[ $mode == deadline ]]; then

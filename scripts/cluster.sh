@@ -52,6 +52,8 @@ export READY_TIMEOUT=120
 
 say() { printf 'cluster: %s\n' "$*"; }
 sql() { mysql -h127.0.0.1 -uroot -N -e "$1"; }
+# shellcheck source=scripts/lib/settle.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/settle.sh"
 node() { echo "dopc$1@localhost"; }
 ctl() { # node-number rabbitmqctl-args...
   local n=$1
@@ -156,27 +158,7 @@ for ((r = 1; r <= rounds; r++)); do
   sleep "$settle"
 done
 
-say "waiting for the load to end and every saga to finish"
-bench_status=0
-wait "$bench_pid" || bench_status=$?
-bench_pid=
-scripts/stack.sh wait-ready all >/dev/null
-
-accepted=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ok"])' "$STACK_DIR/bench.json" 2>/dev/null || echo "?")
-if [[ $accepted == "?" ]]; then
-  say "the load generator failed (status $bench_status):"; cat "$STACK_DIR/bench.err"; exit 1
-fi
-terminal=$(sql "SELECT GROUP_CONCAT(CONCAT(status,'=',n) ORDER BY status SEPARATOR ' ') FROM (SELECT status, COUNT(*) n FROM cluster_orders.saga_states WHERE status IN ('COMPLETED','COMPENSATED','FAILED') GROUP BY status) t")
-terminal_n=$(sql "SELECT COUNT(*) FROM cluster_orders.saga_states WHERE status IN ('COMPLETED','COMPENSATED','FAILED')")
-lost=$((accepted - terminal_n))
-((lost < 0)) && lost=0
-double_reserve=$(sql "SELECT COUNT(*) FROM (SELECT order_id FROM cluster_inventory.inventory_logs WHERE action='RESERVE' AND success GROUP BY order_id HAVING COUNT(*) > 1) d")
-double_charge=$(sql "SELECT COUNT(*) FROM (SELECT order_id FROM cluster_payments.payments GROUP BY order_id HAVING COUNT(*) > 1) d")
-duplicates=$((double_reserve + double_charge))
-audit_status=0
-"$DOP_BIN" admin audit --json >"$STACK_DIR/audit.json" 2>"$STACK_DIR/audit.err" || audit_status=$?
-violations=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["violations"]))' "$STACK_DIR/audit.json" 2>/dev/null || echo "?")
-[[ $violations == "?" ]] && { say "audit failed to run:"; cat "$STACK_DIR/audit.err"; exit 1; }
+settle_and_audit cluster
 not_quorum=$(ctl 1 list_queues -p "$vhost" name type --formatter json |
   python3 -c 'import json,sys; q=json.load(sys.stdin); print(max(0, 9 - len(q)) + sum(1 for x in q if x["type"] != "quorum"))')
 
