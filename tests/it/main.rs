@@ -21,6 +21,7 @@ mod exec_saga;
 mod fuzz;
 mod harness;
 mod hostile;
+mod idempotency;
 mod ids;
 mod integrity;
 mod inventory_props;

@@ -119,6 +119,11 @@ pub struct ToRead<'a> {
     pub ids: Vec<i64>,
     /// The batch's Idempotency-Keys, to find the orders they name.
     pub keys: Vec<&'a str>,
+    /// The users of those keys: a key is looked up with its user, as the
+    /// unique index `(user_id, idempotency_key)` is ordered. By the key
+    /// alone the index cannot be sought and every keyed POST would scan
+    /// it whole.
+    pub users: Vec<i64>,
 }
 
 /// What to read for `jobs`. The batch's own ids only after a failed
@@ -130,8 +135,13 @@ pub fn to_read(jobs: &[Planned], after_failure: bool) -> ToRead<'_> {
     } else {
         Vec::new()
     };
-    let keys = jobs.iter().filter_map(|p| p.key.as_deref()).collect();
-    ToRead { ids, keys }
+    let keyed = jobs
+        .iter()
+        .filter_map(|p| Some((p.new.user_id, p.key.as_deref()?)));
+    let (mut users, keys): (Vec<i64>, Vec<&str>) = keyed.unzip();
+    users.sort_unstable();
+    users.dedup();
+    ToRead { ids, keys, users }
 }
 
 /// What the database holds of a batch, read before deciding.
@@ -282,6 +292,7 @@ mod tests {
         let none = ToRead {
             ids: vec![],
             keys: vec![],
+            users: vec![],
         };
         assert_eq!(to_read(&jobs, false), none);
         assert_eq!(to_read(&jobs[..1], false), none);
@@ -295,9 +306,20 @@ mod tests {
             to_read(&keyed, false),
             ToRead {
                 ids: vec![],
-                keys: vec!["k"]
+                keys: vec!["k"],
+                users: vec![keyed[1].new.user_id],
             }
         );
+        // Each key with its user, every user once.
+        let many = [
+            order_of(5, 1, Some("a")),
+            order_of(3, 1, Some("b")),
+            order_of(5, 1, Some("c")),
+            order_of(4, 1, None),
+        ];
+        let r = to_read(&many, false);
+        assert_eq!(r.keys, vec!["a", "b", "c"]);
+        assert_eq!(r.users, vec![3, 5]);
     }
 
     #[test]

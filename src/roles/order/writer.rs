@@ -202,13 +202,17 @@ async fn attempt(
 }
 
 /// What `place::to_read` asks for, in one cached read; nothing, and no
-/// round trip, when it asks for nothing.
-async fn read(
+/// round trip, when it asks for nothing. Keys are sought with their users
+/// (`user_id IN .. AND idempotency_key IN ..`, a few points of the unique
+/// index); the cross pairs it may also return (one user's key used by
+/// another user of the batch) are told apart by [`Seen`], which files each
+/// row under its own user and key.
+pub async fn read(
     conn: &mut Conn,
     part: &[Planned],
     after_failure: bool,
 ) -> Result<Seen, AttemptError> {
-    let ToRead { ids, keys } = place::to_read(part, after_failure);
+    let ToRead { ids, keys, users } = place::to_read(part, after_failure);
     let rows: Vec<OrderRow> = match (ids.is_empty(), keys.is_empty()) {
         (true, true) => return Ok(Seen::default()),
         (false, true) => {
@@ -223,7 +227,11 @@ async fn read(
         (true, false) => {
             Cached(
                 orders_t::table
-                    .filter(orders_t::idempotency_key.eq_any(pad(&keys)))
+                    .filter(
+                        orders_t::user_id
+                            .eq_any(pad(&users))
+                            .and(orders_t::idempotency_key.eq_any(pad(&keys))),
+                    )
                     .select(OrderRow::as_select()),
             )
             .load(&mut **conn)
@@ -233,9 +241,9 @@ async fn read(
             Cached(
                 orders_t::table
                     .filter(
-                        orders_t::id
-                            .eq_any(pad(&ids))
-                            .or(orders_t::idempotency_key.eq_any(pad(&keys))),
+                        orders_t::id.eq_any(pad(&ids)).or(orders_t::user_id
+                            .eq_any(pad(&users))
+                            .and(orders_t::idempotency_key.eq_any(pad(&keys)))),
                     )
                     .select(OrderRow::as_select()),
             )
