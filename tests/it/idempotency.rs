@@ -69,6 +69,24 @@ async fn a_keyed_post_reads_a_few_index_entries_however_many_orders_exist() {
     .await
     .expect("fill orders");
 
+    // Keyless orders are not filed under their users in the key index (the
+    // user's random leaf page would be touched by every order): only user
+    // 7's keyed order is, of the 20 orders user 7 placed.
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let under_user_7 = diesel::sql_query(
+        "SELECT COUNT(*) AS n FROM orders FORCE INDEX (uq_orders_idempotency) \
+         WHERE idempotency_user = 7",
+    )
+    .get_result::<Count>(&mut c)
+    .await
+    .expect("count the key index under user 7")
+    .n;
+    assert_eq!(under_user_7, 1);
+
     let mut conn = db.pool.get().await.expect("pooled connection");
     let jobs = [keyed(7, "k", ORDERS + 10), keyed(9, "other", ORDERS + 11)];
     // Each form twice (the first call also prepares the statement): a first

@@ -106,7 +106,8 @@ fn rows(new: &NewOrder, key: Option<String>, trace_id: &str, order_id: i64) -> R
 
 /// Which earlier order an Idempotency-Key names: keys belong to their
 /// user and compare byte for byte (`abc` and `ABC` are two keys), as the
-/// unique index on `orders (user_id, idempotency_key)` with its binary
+/// unique index on `orders (idempotency_user, idempotency_key)` (the user
+/// of a keyed order) with its binary
 /// collation does (docs/contract.md section 4).
 pub fn key_id(user_id: i64, key: &str) -> (i64, String) {
     (user_id, key.to_string())
@@ -120,7 +121,7 @@ pub struct ToRead<'a> {
     /// The batch's Idempotency-Keys, to find the orders they name.
     pub keys: Vec<&'a str>,
     /// The users of those keys: a key is looked up with its user, as the
-    /// unique index `(user_id, idempotency_key)` is ordered. By the key
+    /// unique index `(idempotency_user, idempotency_key)` is ordered. By the key
     /// alone the index cannot be sought and every keyed POST would scan
     /// it whole.
     pub users: Vec<i64>,

@@ -14,6 +14,11 @@ diesel::table! {
         trace_id -> Varchar,
         created_at -> Datetime,
         updated_at -> Datetime,
+        /// Generated (virtual): `user_id` when `idempotency_key` is set,
+        /// else NULL; the unique index `(idempotency_user,
+        /// idempotency_key)` holds keyless orders at its time-ordered end.
+        /// Never written.
+        idempotency_user -> Nullable<BigInt>,
     }
 }
 

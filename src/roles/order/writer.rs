@@ -203,8 +203,8 @@ async fn attempt(
 
 /// What `place::to_read` asks for, in one cached read; nothing, and no
 /// round trip, when it asks for nothing. Keys are sought with their users
-/// (`user_id IN .. AND idempotency_key IN ..`, a few points of the unique
-/// index); the cross pairs it may also return (one user's key used by
+/// (`idempotency_user IN .. AND idempotency_key IN ..`, a few points of
+/// the unique index); the cross pairs it may also return (one user's key used by
 /// another user of the batch) are told apart by [`Seen`], which files each
 /// row under its own user and key.
 pub async fn read(
@@ -228,7 +228,7 @@ pub async fn read(
             Cached(
                 orders_t::table
                     .filter(
-                        orders_t::user_id
+                        orders_t::idempotency_user
                             .eq_any(pad(&users))
                             .and(orders_t::idempotency_key.eq_any(pad(&keys))),
                     )
@@ -241,7 +241,7 @@ pub async fn read(
             Cached(
                 orders_t::table
                     .filter(
-                        orders_t::id.eq_any(pad(&ids)).or(orders_t::user_id
+                        orders_t::id.eq_any(pad(&ids)).or(orders_t::idempotency_user
                             .eq_any(pad(&users))
                             .and(orders_t::idempotency_key.eq_any(pad(&keys)))),
                     )
