@@ -47,10 +47,11 @@ case "$soak" in ''|*[!0-9]*) echo "bench-aged: --soak-minutes takes a whole numb
 [ -x "$DOP_BIN" ] || { echo "bench-aged: no binary at $DOP_BIN (cargo build --release)" >&2; exit 1; }
 mkdir -p "$out"
 
-mysql_status() {
+mysql_show() {
     mysql -h "${DB_HOST:-127.0.0.1}" -P "${DB_PORT:-3306}" -u "${DB_USER:-root}" \
-        ${DB_PASS:+-p"$DB_PASS"} -N -e "SHOW GLOBAL STATUS LIKE '$1'" | awk '{print $2}'
+        ${DB_PASS:+-p"$DB_PASS"} -N -e "SHOW GLOBAL $1 LIKE '$2'" | awk '{print $2}'
 }
+mysql_status() { mysql_show STATUS "$1"; }
 
 rss_json() {
     local first=1 role pid kb
@@ -72,6 +73,10 @@ if [ "$skip_age" = 0 ]; then
     "$DOP_BIN" bench --mode age --days "$days" --rate "$age_rate" --json >"$out/age.json"
     jq -r '.tables[] | "\(.database).\(.table): ~\(.rows) rows, \(.data_bytes / 1048576 | floor) MiB data, \(.index_bytes / 1048576 | floor) MiB indexes"' "$out/age.json" >&2
 fi
+# The two InnoDB settings the results depend on most, recorded with them.
+jq -nc --argjson pool "$(mysql_show VARIABLES innodb_buffer_pool_size)" \
+    --argjson redo "$(mysql_show VARIABLES innodb_log_file_size)" \
+    '{innodb_buffer_pool_mib: ($pool / 1048576), innodb_redo_log_mib: ($redo / 1048576)}' | tee "$out/settings.json"
 scripts/stack.sh start all
 scripts/stack.sh wait-ready all
 
@@ -87,8 +92,12 @@ for i in $(seq 1 "$soak"); do
     reads_before="$(mysql_status Innodb_buffer_pool_reads)"
     "$DOP_BIN" bench --rate "$rate" --duration 60s --no-audit --json >"$out/soak-$i.json" || true
     reads_after="$(mysql_status Innodb_buffer_pool_reads)"
+    # Checkpoint age near its maximum means InnoDB is flushing to make room in
+    # the redo log, which stalls writers: sampled at the end of each window.
+    ckpt="$(mysql_status Innodb_checkpoint_age)"
     jq -c --argjson i "$i" --argjson reads "$((reads_after - reads_before))" --argjson rss "$(rss_json)" \
-        '{minute: $i, sent, ok, errors, completed_per_s: .sagas.completed_per_s, max_backlog: .sagas.max_backlog, post_p99_ms: .latency.p99_ms, saga_p99_ms: .sagas.duration.p99_ms, drained: .sagas.drained, innodb_disk_reads: $reads} + $rss' \
+        --argjson ckpt "${ckpt:-0}" \
+        '{minute: $i, sent, ok, errors, completed_per_s: .sagas.completed_per_s, max_backlog: .sagas.max_backlog, post_p50_ms: .latency.p50_ms, post_p99_ms: .latency.p99_ms, post_max_ms: .latency.max_ms, saga_p99_ms: .sagas.duration.p99_ms, drained: .sagas.drained, innodb_disk_reads: $reads, checkpoint_age_mib: (($ckpt / 1048576) * 10 | floor / 10)} + $rss' \
         "$out/soak-$i.json" | tee -a "$out/soak.jsonl"
 done
 scripts/stack.sh stop all
