@@ -4,6 +4,7 @@
 
 mod access;
 mod admin;
+mod admin_list;
 mod amqp_writes;
 mod api;
 mod barrier;

@@ -70,23 +70,8 @@ fn view(ctx: &Ctx, row: &SagaRow, now: NaiveDateTime) -> SagaView {
 pub async fn list(ctx: &Ctx, limit: i64, f: ListFilter) -> Result<SagaList, ApiError> {
     let mut conn = ctx.pool.get().await?;
     let now = chrono::Utc::now().naive_utc();
-    let mut q = saga_states::table.select(SagaRow::as_select()).into_boxed();
-    if let Some(s) = f.status {
-        q = q.filter(saga_states::status.eq(s.as_str()));
-    }
-    if let Some(d) = f.older_than {
-        q = q.filter(saga_states::created_at.le(ago(now, d)));
-    }
-    if let Some(d) = f.idle_for {
-        q = q.filter(saga_states::updated_at.le(ago(now, d)));
-    }
-    if let Some(b) = f.before {
-        q = q.filter(saga_states::saga_id.lt(b));
-    }
-    // Saga ids are UUIDv7: ordering by id is ordering by creation time.
-    let q = q.order(saga_states::saga_id.desc()).limit(limit);
-    let rows: Vec<SagaRow> = conn
-        .transaction::<_, diesel::result::Error, _>(async |c| q.load(c).await)
+    let rows = conn
+        .transaction::<_, diesel::result::Error, _>(async |c| load_page(c, &f, now, limit).await)
         .await?;
     let next_before = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|r| r.saga_id.clone()))
@@ -96,6 +81,77 @@ pub async fn list(ctx: &Ctx, limit: i64, f: ListFilter) -> Result<SagaList, ApiE
         sagas: rows.iter().map(|r| view(ctx, r, now)).collect(),
         next_before,
     })
+}
+
+/// Between a saga id's time and the saga's `created_at`: the id is drawn
+/// first, microseconds before; a second also covers a clock that steps.
+const ID_TIME_SLACK: chrono::Duration = chrono::Duration::seconds(1);
+
+/// The lowest UUIDv7, as stored (lowercase text, binary collation), whose
+/// time is `t`: the first 48 bits of a UUIDv7 are its Unix time in
+/// milliseconds, so every id drawn before `t` sorts below it and every id
+/// drawn at `t` or later sorts at or above it.
+pub fn v7_floor(t: NaiveDateTime) -> String {
+    let ms = t.and_utc().timestamp_millis().clamp(0, (1 << 48) - 1);
+    format!(
+        "{:08x}-{:04x}-7000-8000-000000000000",
+        ms >> 16,
+        ms & 0xffff
+    )
+}
+
+/// One page of `GET /admin/sagas`, newest first, on `conn`. Written as SQL
+/// for its index hint: with a status, the page is read from the index
+/// `(status, saga_id)` as a range that starts at the bound. Left to itself
+/// the optimizer seeks on the status alone and steps through every newer
+/// saga of that status first: `status=COMPLETED&older_than=1d` took over 10
+/// s on ten million sagas, 8 ms with the hint.
+pub async fn load_page(
+    conn: &mut diesel_async::AsyncMysqlConnection,
+    f: &ListFilter,
+    now: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<SagaRow>> {
+    let from = if f.status.is_some() {
+        "SELECT * FROM saga_states FORCE INDEX (idx_saga_status) WHERE TRUE"
+    } else {
+        "SELECT * FROM saga_states WHERE TRUE"
+    };
+    let mut q = diesel::sql_query(from).into_boxed();
+    // The latest creation time a saga the filters keep can have.
+    let mut created_by: Option<NaiveDateTime> = None;
+    if let Some(s) = f.status {
+        q = q.sql(" AND status = ?").bind::<Varchar, _>(s.as_str());
+    }
+    if let Some(d) = f.older_than {
+        let t = ago(now, d);
+        q = q.sql(" AND created_at <= ?").bind::<Datetime, _>(t);
+        created_by = Some(t);
+    }
+    if let Some(d) = f.idle_for {
+        // Not moved since `t`, so created by then too.
+        let t = ago(now, d);
+        q = q.sql(" AND updated_at <= ?").bind::<Datetime, _>(t);
+        created_by = Some(created_by.map_or(t, |c| c.min(t)));
+    }
+    if let Some(t) = created_by {
+        // Saga ids are UUIDv7 drawn as the saga is created: seek below the
+        // ids of that time instead of stepping through every newer saga
+        // (on ten million, `older_than=1d` stepped through the last day's
+        // five million: 4.4 s).
+        let bound = t.checked_add_signed(ID_TIME_SLACK).unwrap_or(t);
+        q = q
+            .sql(" AND saga_id < ?")
+            .bind::<Varchar, _>(v7_floor(bound));
+    }
+    if let Some(b) = &f.before {
+        q = q.sql(" AND saga_id < ?").bind::<Varchar, _>(b.clone());
+    }
+    // Saga ids are UUIDv7: ordering by id is ordering by creation time.
+    q.sql(" ORDER BY saga_id DESC LIMIT ?")
+        .bind::<BigInt, _>(limit)
+        .load(conn)
+        .await
 }
 
 #[derive(Serialize)]
@@ -397,5 +453,40 @@ mod tests {
         let now = chrono::Utc::now().naive_utc();
         assert_eq!(ago(now, Duration::MAX), NaiveDateTime::MIN);
         assert_eq!(ago(now, Duration::ZERO), now);
+    }
+
+    fn v7_at(ms: i64) -> String {
+        let ts = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            (ms / 1000) as u64,
+            (ms % 1000) as u32 * 1_000_000,
+        );
+        uuid::Uuid::new_v7(ts).to_string()
+    }
+
+    #[test]
+    fn the_v7_floor_of_a_time_splits_ids_drawn_before_it_from_the_rest() {
+        for ms in [
+            1_000_i64,
+            1_796_059_426_123,
+            1_796_059_426_999,
+            281_474_976_710_000,
+        ] {
+            let t = chrono::DateTime::from_timestamp_millis(ms)
+                .unwrap()
+                .naive_utc();
+            let floor = v7_floor(t);
+            assert_eq!(floor.len(), 36);
+            for _ in 0..50 {
+                assert!(v7_at(ms - 1) < floor, "{ms}");
+                assert!(v7_at(ms) >= floor, "{ms}");
+                assert!(v7_at(ms + 1) > floor, "{ms}");
+            }
+        }
+        // Before 1970 every id is above it; none below.
+        assert_eq!(
+            v7_floor(NaiveDateTime::MIN),
+            "00000000-0000-7000-8000-000000000000"
+        );
     }
 }

@@ -26,7 +26,7 @@ pub struct OrderRow {
     pub updated_at: NaiveDateTime,
 }
 
-#[derive(Clone, Debug, PartialEq, Queryable, Selectable, Insertable)]
+#[derive(Clone, Debug, PartialEq, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = saga_states)]
 #[diesel(check_for_backend(diesel::mysql::Mysql))]
 pub struct SagaRow {
