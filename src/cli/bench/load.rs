@@ -159,7 +159,15 @@ pub struct Target {
     pub urls: Vec<String>,
     bodies: Vec<Bytes>,
     next: AtomicUsize,
+    /// Failed requests whose error has been printed (the first few only).
+    printed: AtomicUsize,
 }
+
+/// Failed requests of a run whose error text is printed: a kind and a count
+/// say that something failed, the text says what (a reset connection, a
+/// closed keep-alive, a TLS error). The bench logs no other way: tracing is
+/// set up by `serve` only.
+const PRINTED_ERRORS: usize = 5;
 
 impl Target {
     /// Renders `n` order bodies: a random user, a random product among
@@ -183,6 +191,7 @@ impl Target {
             urls,
             bodies,
             next: AtomicUsize::new(0),
+            printed: AtomicUsize::new(0),
         }
     }
 
@@ -206,7 +215,12 @@ impl Target {
                 Ok(r) => return Err(ErrorKind::Status(r.status.as_u16())),
                 Err(e) => match classify(&e) {
                     ErrorKind::Connect => last = ErrorKind::Connect,
-                    other => return Err(other),
+                    other => {
+                        if self.printed.fetch_add(1, Ordering::Relaxed) < PRINTED_ERRORS {
+                            eprintln!("bench: POST {url} failed ({other}): {e:#}");
+                        }
+                        return Err(other);
+                    }
                 },
             }
         }

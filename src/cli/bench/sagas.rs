@@ -84,10 +84,9 @@ impl OrderDb {
 
     /// Reconnects after a failure, trying for up to 60 s.
     async fn reconnect(&mut self, err: anyhow::Error) -> anyhow::Result<()> {
-        tracing::warn!(
-            error = format!("{err:#}"),
-            "order database lost; reconnecting"
-        );
+        // On stderr: tracing is set up by `serve` only, so a warning here
+        // went nowhere.
+        eprintln!("bench: order database lost ({err:#}); reconnecting");
         for _ in 0..120 {
             tokio::time::sleep(Duration::from_millis(500)).await;
             if let Ok(c) = AsyncMysqlConnection::establish(self.url.expose()).await {
