@@ -13,6 +13,12 @@ resource "aws_db_parameter_group" "mysql" {
   name   = "${local.name}-mysql"
   family = var.db_parameter_group_family
 
+  # innodb_buffer_pool_size and innodb_redo_log_capacity are left to
+  # innodb_dedicated_server, on by default for MySQL 8.4 on RDS: it sizes
+  # both from the instance class (see var.db_instance_class), and the redo
+  # log it gives a 2-vCPU class, 1 GiB, is what docs/operations.md
+  # ("Sizing") asks for at 1,000 orders/s.
+
   # TLS only: dop connects with require_ssl=true.
   parameter {
     name  = "require_secure_transport"

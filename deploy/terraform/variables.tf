@@ -194,7 +194,7 @@ variable "log_retention_days" {
 # -------------------------------------------------------------------- RDS ---
 
 variable "db_instance_class" {
-  description = "RDS instance class of the one MySQL instance that holds orders_db, inventory_db and payments_db."
+  description = "RDS instance class of the one MySQL instance that holds orders_db, inventory_db and payments_db. MySQL 8.4 on RDS sizes the buffer pool from the class's memory (half of it up to 4 GB, three quarters above) and the redo log at half a GiB per vCPU. The pool must hold the orders index by user, about 48 bytes per order kept (docs/operations.md, \"Sizing\"): db.t4g.micro (a 0.5 GiB pool) suits trials; ten million orders kept want db.t4g.medium (2 GiB) or larger."
   type        = string
   default     = "db.t4g.micro"
 }
